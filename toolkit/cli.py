@@ -1,0 +1,44 @@
+"""The ``n2nkit`` command line: composes one module per command."""
+
+from __future__ import annotations
+
+import typer
+
+from n2nkit import __version__
+from n2nkit.clitools import guard
+from n2nkit.commands import models as models_cmd
+
+app = typer.Typer(
+    name="n2nkit",
+    help="Train a Noise2Noise denoiser, export it, and run it on desktop GPUs and phones.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"n2nkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Train a Noise2Noise denoiser, export it, and run it on desktop GPUs and phones."""
+
+
+app.command("models")(guard(models_cmd.models))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""``n2nkit models``: the registered U-Net variants with their size and cost."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+
+def models(
+    size: Annotated[
+        int, typer.Option(help="Side of the square RGB input used to count MACs.")
+    ] = 32,
+) -> None:
+    """List the model variants with parameters and multiply-accumulates per image."""
+    from rich.table import Table
+
+    from n2nkit.clitools import console
+    from n2nkit.training.models import describe_variants
+
+    table = Table(title=f"n2nkit variants (MACs per {size}×{size} RGB image)")
+    for column in ("variant", "parameters", "MACs", "size multiple", "description"):
+        table.add_column(column, justify="right" if column in ("parameters", "MACs") else "left")
+    for row in describe_variants(size):
+        table.add_row(
+            row.name,
+            f"{row.parameters:,}",
+            f"{row.macs / 1e6:,.1f} M",
+            str(row.size_multiple),
+            row.description,
+        )
+    console.print(table)

@@ -1,0 +1,73 @@
+"""One exception family for everything a user can cause.
+
+The CLI catches :class:`N2NError`, prints its message on one line and exits with ``exit_code``;
+library callers catch it like any exception. Library code never calls ``sys.exit``.
+"""
+
+from __future__ import annotations
+
+
+class N2NError(Exception):
+    """Base class: an error whose message tells the user what to do."""
+
+    exit_code: int = 1
+
+
+class UserInputError(N2NError):
+    """Bad input from the user: a missing file, a wrong shape, an unknown name."""
+
+    exit_code = 2
+
+
+class UnknownNameError(UserInputError):
+    """A name (variant, noise, backend, target) that is not among the valid choices."""
+
+    def __init__(self, kind: str, name: str, choices: list[str] | tuple[str, ...]) -> None:
+        self.kind, self.name, self.choices = kind, name, tuple(choices)
+        super().__init__(f"unknown {kind} {name!r}; choose one of: {', '.join(self.choices)}")
+
+
+class DataError(UserInputError):
+    """A data file or folder that cannot be used (shapes, dtypes, counts, format)."""
+
+
+class CheckpointError(UserInputError):
+    """A checkpoint that is missing, truncated, foreign or unsafe."""
+
+
+class ModelFormatError(UserInputError):
+    """A model file (ONNX, engine) whose inputs, outputs or metadata do not fit n2nkit."""
+
+
+class MissingDependencyError(N2NError):
+    """An optional package or system library is missing; the message names how to install it."""
+
+    exit_code = 3
+
+    def __init__(self, what: str, install: str) -> None:
+        self.what, self.install = what, install
+        super().__init__(f"{what} is not available: {install}")
+
+
+class VerificationError(N2NError):
+    """An exported artifact disagrees with its reference beyond tolerance."""
+
+    exit_code = 4
+
+
+class TrainingDivergedError(N2NError):
+    """The loss became NaN or infinite."""
+
+    exit_code = 5
+
+
+def require(module: str, extra: str, what: str | None = None):
+    """Import ``module`` or raise :class:`MissingDependencyError` naming the pip extra."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            what or module, f"install it with `pip install 'n2nkit[{extra}]'` ({exc})"
+        ) from None

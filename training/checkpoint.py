@@ -1,0 +1,154 @@
+"""Training checkpoints: written atomically, read without unpickling code, validated.
+
+A checkpoint is a plain ``dict`` saved with ``torch.save`` and read with
+``torch.load(weights_only=True)``, so a crafted pickle cannot run code. It carries everything
+needed to rebuild the network from the file alone (see :data:`REQUIRED_KEYS`)::
+
+    format          "n2nkit.checkpoint"
+    format_version  1
+    model           {"variant": "n2n", "kwargs": {...}, "size_multiple": 32}
+    state_dict      the model's weights (float tensors)
+    epoch           epochs completed
+    metrics         {"val_psnr": ..., "val_psnr_noisy": ..., "train_loss": ...}  (last epoch)
+    best_val_psnr   best validation PSNR so far
+    config          the TrainConfig as a dict (noise spec, data, loss, target, seed, ...)
+    versions        {"n2nkit": ..., "torch": ..., "python": ...}
+    optimizer, scheduler, scaler, rng   state needed to resume (optional in "best" files)
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from n2nkit.errors import CheckpointError
+
+FORMAT = "n2nkit.checkpoint"
+FORMAT_VERSION = 1
+REQUIRED_KEYS = ("format", "format_version", "model", "state_dict", "epoch", "config")
+BEST_NAME = "best.pt"
+LAST_NAME = "last.pt"
+
+
+def atomic_write_bytes(path: Path, write: Any) -> Path:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it in place.
+
+    A crash or Ctrl-C leaves either the old file or the new one, never half of one.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` (must hold :data:`REQUIRED_KEYS`) atomically."""
+    import torch
+
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise ValueError(f"checkpoint payload lacks {missing}")
+    return atomic_write_bytes(Path(path), lambda f: torch.save(payload, f))
+
+
+def resolve_checkpoint(path: Path, prefer: str = BEST_NAME) -> Path:
+    """Accept a run folder (picks ``best.pt``, else ``last.pt``) or a checkpoint file."""
+    path = Path(path)
+    if path.is_dir():
+        for name in (prefer, BEST_NAME, LAST_NAME):
+            if (path / name).is_file():
+                return path / name
+        raise CheckpointError(f"{path} is a folder without {BEST_NAME} or {LAST_NAME}")
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    return path
+
+
+def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
+    """Load and validate a checkpoint; any problem becomes one :class:`CheckpointError` line."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = resolve_checkpoint(path)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes)")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path} was refused: it holds objects other than tensors and plain data "
+            f"(loaded with weights_only=True, nothing was executed): {first}"
+        ) from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint (truncated?): {first}"
+        ) from None
+    validate_checkpoint(ckpt, path)
+    return ckpt
+
+
+def validate_checkpoint(ckpt: Any, path: Path | str = "checkpoint") -> None:
+    """Check the structure written by :func:`save_checkpoint`; raise :class:`CheckpointError`."""
+    import torch
+
+    from n2nkit.training.models import variant_names
+
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an n2nkit checkpoint (no '{FORMAT}' marker)")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"{path} lacks {', '.join(missing)}")
+    if ckpt["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format version {ckpt['format_version']}; this n2nkit reads up to "
+            f"{FORMAT_VERSION}: upgrade n2nkit"
+        )
+    model = ckpt["model"]
+    if not isinstance(model, dict) or not isinstance(model.get("variant"), str):
+        raise CheckpointError(f"{path} does not name its model variant")
+    if model["variant"] not in variant_names():
+        raise CheckpointError(
+            f"{path} holds unknown variant {model['variant']!r}; "
+            f"this n2nkit knows: {', '.join(variant_names())}"
+        )
+    state = ckpt["state_dict"]
+    if not isinstance(state, dict) or not all(
+        isinstance(v, torch.Tensor) and v.is_floating_point() for v in state.values()
+    ):
+        raise CheckpointError(f"{path} has a malformed state_dict")
+
+
+def build_model(ckpt: dict[str, Any]):
+    """Rebuild the network from a validated checkpoint and load its weights (eval mode)."""
+    from n2nkit.training.models import create_model
+
+    model = create_model(ckpt["model"]["variant"], **ckpt["model"].get("kwargs", {}))
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(
+            f"weights do not fit variant {ckpt['model']['variant']!r}: {first}"
+        ) from None
+    return model.eval()
+
+
+def load_model(path: Path, map_location: str = "cpu"):
+    """Checkpoint file or run folder → (model in eval mode, checkpoint dict)."""
+    ckpt = load_checkpoint(path, map_location)
+    return build_model(ckpt), ckpt
