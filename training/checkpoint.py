@@ -18,12 +18,11 @@ needed to rebuild the network from the file alone (see :data:`REQUIRED_KEYS`)::
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from n2nkit.errors import CheckpointError
+from n2nkit.fileio import atomic_write
 
 FORMAT = "n2nkit.checkpoint"
 FORMAT_VERSION = 1
@@ -37,19 +36,7 @@ def atomic_write_bytes(path: Path, write: Any) -> Path:
 
     A crash or Ctrl-C leaves either the old file or the new one, never half of one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, write)
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:

@@ -1,0 +1,164 @@
+"""``n2nkit compare``: PSNR and latency side by side, desktop-GPU vs mobile-like targets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ADVANCED = "Measurement"
+
+
+def compare(
+    models: Annotated[
+        list[str],
+        typer.Argument(
+            help="Export folders (from `n2nkit export`), .onnx files, or shipped model names "
+            "(n2n, truncated).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for report.{json,csv,md} and the plot.")
+    ] = Path("compare-report"),
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            "-t",
+            help="Target or group to run (repeatable): desktop-gpu, desktop-cpu, mobile-like, "
+            "or a target name (see --list-targets). Default: all.",
+        ),
+    ] = None,
+    noise: Annotated[
+        list[str] | None,
+        typer.Option("--noise", "-n", help="Noise level(s) for PSNR (repeatable)."),
+    ] = None,
+    baseline: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--baseline",
+            help="Classical baseline(s) to include: nlm, bm3d (bm3d needs `pip install bm3d`).",
+        ),
+    ] = None,
+    no_baselines: Annotated[
+        bool, typer.Option("--no-baselines", help="Leave the classical baselines out.")
+    ] = False,
+    budget: Annotated[
+        float,
+        typer.Option(help="Seconds of timed runs per input size.", rich_help_panel=ADVANCED),
+    ] = 3.0,
+    min_runs: Annotated[
+        int, typer.Option(help="Timed runs per input size, at least.", rich_help_panel=ADVANCED)
+    ] = 3,
+    seed: Annotated[int, typer.Option(help="Seed of the noise draws.")] = 0,
+    list_targets: Annotated[
+        bool, typer.Option("--list-targets", help="List the targets and exit.")
+    ] = False,
+) -> None:
+    """Measure each model on each deployment target and write a report (table, JSON, CSV,
+    Markdown, PSNR-vs-latency plot)."""
+    from n2nkit.clitools import console
+    from n2nkit.errors import UserInputError
+    from n2nkit.targets import TARGETS, select_targets
+
+    if list_targets:
+        _print_targets(console, TARGETS)
+        return
+    if budget <= 0 or min_runs < 1:
+        raise UserInputError("--budget must be > 0 and --min-runs >= 1")
+    from n2nkit.baselines import BASELINES
+
+    baseline_names = [] if no_baselines else (baseline or [b.name for b in BASELINES])
+    unknown = [b for b in baseline_names if b not in {x.name for x in BASELINES}]
+    if unknown:
+        from n2nkit.errors import UnknownNameError
+
+        raise UnknownNameError("baseline", unknown[0], [b.name for b in BASELINES])
+    run_compare(
+        models,
+        out,
+        select_targets(target),
+        noise or ["gaussian:25"],
+        baseline_names,
+        budget=budget,
+        min_runs=min_runs,
+        seed=seed,
+    )
+
+
+def run_compare(
+    models: list[str],
+    out: Path,
+    targets: list,
+    noises: list[str],
+    baselines: list[str],
+    *,
+    budget: float,
+    min_runs: int,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Shared by ``compare`` and ``pipeline``: measure with a spinner, print, write files."""
+    from n2nkit.clitools import console
+    from n2nkit.compare import compare as run
+    from n2nkit.errors import UserInputError
+    from n2nkit.report import markdown, write_all
+
+    if out.exists() and not out.is_dir():
+        raise UserInputError(f"--out {out} exists and is not a folder")
+    with console.status("measuring…") as status:
+        report = run(
+            models,
+            targets,
+            noises,
+            budget_s=budget,
+            min_runs=min_runs,
+            baselines=baselines,
+            seed=seed,
+            on_step=lambda msg: status.update(f"measuring: {msg}"),
+        )
+    paths = write_all(report, out)
+    _print_report(console, report)
+    console.print(markdown(report).split("## Findings")[-1] if report.findings else "")
+    console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    return paths
+
+
+def _print_targets(console, targets) -> None:
+    from rich.table import Table
+
+    table = Table(title="compare targets")
+    for col in ("target", "group", "backend", "artifact", "threads", "input sizes (H×W×N)"):
+        table.add_column(col)
+    for t in targets:
+        sizes = ", ".join(f"{h}×{w}×{n}" for h, w, n in t.sizes)
+        threads = str(t.threads) if t.threads else "all"
+        table.add_row(t.name, t.group, t.backend, t.artifact, threads, sizes)
+    console.print(table)
+
+
+def _print_report(console, report) -> None:
+    from rich.table import Table
+
+    from n2nkit.report import size_key
+    from n2nkit.targets import REFERENCE_SIZE
+
+    noise = report.protocol["noise"][0]
+    ref = size_key(*REFERENCE_SIZE)
+    table = Table(title=f"n2nkit compare — {report.machine['cpu']}, GPU: {report.machine['gpu']}")
+    for col in ("model", "target", f"PSNR {noise}", "Δ dB", f"p50 ms {ref}", "MP/s", "status"):
+        table.add_column(col, overflow="fold")
+    for r in report.rows:
+        stats = r.latency.get(ref) or r.latency.get("per-image") or {}
+        table.add_row(
+            r.model,
+            r.target,
+            f"{r.psnr[noise]:.2f}" if noise in r.psnr else "–",
+            f"{r.psnr_delta[noise]:+.2f}" if noise in r.psnr_delta else "–",
+            f"{stats['p50_ms']:.1f}" if stats else "–",
+            f"{stats['mpx_per_s']:.2f}" if stats else "–",
+            "✅" if r.status == "measured" else f"{'⏭' if r.status == 'skipped' else '❌'} "
+            f"{r.reason}",
+        )
+    console.print(table)

@@ -1,0 +1,295 @@
+"""``n2nkit compare``: how much quality and speed each model keeps on each deployment target.
+
+For every model × target, a fresh worker process (:mod:`n2nkit.compare_worker`) loads the
+target's artifact through the runtime, denoises the test images (PSNR), and times the target's
+input sizes (latency percentiles, megapixels/s, peak memory). Targets whose backend or artifact
+is missing stay in the report as skipped, with the reason. Classical baselines run in this
+process for context.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from n2nkit.errors import UserInputError
+from n2nkit.report import Report, Row
+from n2nkit.targets import REFERENCE_SIZE, Target
+
+NOISE_PROTOCOL = (
+    "noise drawn once with a fixed seed and left unclipped in float, the protocol under which "
+    "non-local means scores 31.6 dB on coffee + flower at gaussian:25"
+)
+
+
+@dataclass
+class ModelEntry:
+    """A model to compare and the artifacts found for it, by kind (fp32, int8, trt-fp16, ...)."""
+
+    label: str
+    variant: str
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    parameters: int | None = None
+
+
+def _artifact_kind(path: Path) -> tuple[str, str] | None:
+    """(kind, variant) of an artifact file from its n2nkit metadata; None if not one of ours."""
+    from n2nkit.errors import N2NError
+
+    if path.suffix == ".engine":
+        sidecar = path.with_name(path.name + ".json")  # model.fp16.engine.json
+        try:
+            info = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            return None
+        props = info.get("metadata", info)
+        precision = info.get("precision") or props.get("n2nkit.precision", "fp32")
+        return f"trt-{precision}", props.get("n2nkit.variant", "")
+    if path.suffix not in (".onnx", ".ort"):
+        return None
+    try:
+        import onnxruntime as ort
+
+        from n2nkit.runtime.metadata import ModelMetadata
+
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        meta = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
+    except (N2NError, ImportError, RuntimeError, ValueError, OSError):
+        return None
+    if path.suffix == ".ort":  # ORT format: "ort" is the FP32 one, "ort-int8" the INT8 one
+        return ("ort" if meta.precision == "fp32" else f"ort-{meta.precision}"), meta.variant
+    kind = meta.precision
+    return kind, meta.variant
+
+
+def resolve_model(spec: str) -> ModelEntry:
+    """An export folder, a single .onnx file, or the name of a shipped model (``n2n``)."""
+    path = Path(spec)
+    if path.is_dir():
+        entry = ModelEntry(label=path.name, variant="")
+        for file in sorted(path.iterdir()):
+            found = _artifact_kind(file)
+            if found and found[0] not in entry.artifacts:
+                entry.artifacts[found[0]] = file
+                entry.variant = entry.variant or found[1]
+        if not entry.artifacts:
+            raise UserInputError(f"{path} holds no n2nkit artifacts (run `n2nkit export` first)")
+        return entry
+    if path.is_file():
+        found = _artifact_kind(path)
+        if not found:
+            raise UserInputError(f"{path} is not an n2nkit model (no n2nkit metadata)")
+        return ModelEntry(label=path.stem, variant=found[1], artifacts={found[0]: path})
+    from n2nkit.runtime.shipped import shipped_model_names, shipped_model_path
+
+    if spec in shipped_model_names():
+        file = shipped_model_path(spec)
+        return ModelEntry(label=f"shipped-{spec}", variant=spec, artifacts={"fp32": file})
+    raise UserInputError(
+        f"{spec} is neither an export folder, a model file, nor a shipped model "
+        f"({', '.join(shipped_model_names())})"
+    )
+
+
+def _missing_artifact_reason(kind: str) -> str:
+    if kind.startswith("trt-"):
+        return (
+            f"no {kind} engine (`n2nkit export --trt` needs TensorRT and an NVIDIA GPU: "
+            "pip install 'n2nkit[gpu]')"
+        )
+    flag = {"int8": "--int8", "fp16": "--fp16", "ort": "--ort"}.get(kind, "")
+    return f"no {kind} artifact (export it with `n2nkit export {flag}`)".replace(" )", ")")
+
+
+def prepare_test_data(noises: list[str], out: Path, seed: int = 0) -> tuple[list[str], Path]:
+    """Clean built-in test images and their noisy versions, saved for the workers."""
+    import torch
+
+    from n2nkit.training.data import BUILTIN_SPLITS, load_builtin_images
+    from n2nkit.training.noise import add_noise
+
+    images = load_builtin_images("test")
+    arrays: dict[str, np.ndarray] = {}
+    generator = torch.Generator().manual_seed(seed)
+    for i, image in enumerate(images):
+        clean = image.astype(np.float32) / 255.0
+        arrays[f"clean_{i}"] = clean
+        for n_index, noise in enumerate(noises):
+            x = torch.from_numpy(clean).permute(2, 0, 1)[None]
+            noisy = add_noise(x, noise, generator=generator, clip=False)
+            arrays[f"noisy_{n_index}_{i}"] = noisy[0].permute(1, 2, 0).numpy().astype(np.float32)
+    np.savez(out, **arrays)
+    return list(BUILTIN_SPLITS["test"]), out
+
+
+def run_worker(job: dict, timeout_s: float = 1800) -> dict:
+    """Run one measurement in a fresh process; its failures become a failed row."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(job, f)
+        job_path = f.name
+    env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"] or os.cpu_count() or 1)}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "n2nkit.compare_worker", job_path],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            env=env,
+        )
+    except subprocess.TimeoutExpired:
+        return {"status": "failed", "reason": f"timed out after {timeout_s:.0f} s"}
+    finally:
+        Path(job_path).unlink(missing_ok=True)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"status": "failed", "reason": f"worker exited {proc.returncode}: {tail}"}
+    return json.loads(lines[-1])
+
+
+def measure_baselines(noises: list[str], data: Path, names: list[str]) -> list[Row]:
+    from n2nkit.baselines import BASELINES, sigma_of
+
+    rows = []
+    arrays = np.load(data)
+    count = sum(1 for k in arrays.files if k.startswith("clean_"))
+    for baseline in BASELINES:
+        if baseline.name not in names:
+            continue
+        row = Row(model=baseline.name, target="cpu-python", group="baseline", status="measured",
+                  backend=baseline.description)  # fmt: skip
+        reason = baseline.available()
+        usable = [(i, n) for i, n in enumerate(noises) if sigma_of(n) is not None]
+        if reason is None and not usable:
+            reason = "needs a fixed gaussian noise level (e.g. gaussian:25) to be told σ"
+        if reason:
+            row.status, row.reason = "skipped", reason
+            rows.append(row)
+            continue
+        times: list[float] = []
+        pixels = 0
+        for n_index, noise in usable:
+            values = []
+            for i in range(count):
+                clean, noisy = arrays[f"clean_{i}"], arrays[f"noisy_{n_index}_{i}"]
+                t0 = time.perf_counter()
+                out = baseline.run(noisy, sigma_of(noise))
+                times.append((time.perf_counter() - t0) * 1e3)
+                pixels += clean.shape[0] * clean.shape[1]
+                mse = float(np.mean((np.clip(out, 0, 1) - clean) ** 2, dtype=np.float64))
+                values.append(10 * np.log10(1.0 / mse))
+            row.psnr[noise] = float(np.mean(values))
+        ms = float(np.median(times))
+        row.latency["per-image"] = {
+            "p50_ms": ms,
+            "p90_ms": float(np.percentile(times, 90)),
+            "p99_ms": float(np.percentile(times, 99)),
+            "runs": len(times),
+            "mpx_per_s": pixels / len(times) / 1e6 / (ms / 1e3),
+        }
+        rows.append(row)
+    return rows
+
+
+def compare(
+    models: list[str],
+    targets: list[Target],
+    noises: list[str],
+    *,
+    budget_s: float = 3.0,
+    min_runs: int = 3,
+    baselines: list[str] | None = None,
+    seed: int = 0,
+    on_step: Callable[[str], None] | None = None,
+) -> Report:
+    """Measure every model on every target; return the report (nothing written yet)."""
+    from n2nkit.sysinfo import machine_summary
+
+    if not models:
+        raise UserInputError("name at least one model: an export folder, a .onnx file or n2n")
+    if not noises:
+        raise UserInputError("name at least one noise level, e.g. --noise gaussian:25")
+    from n2nkit.training.noise import parse_noise
+
+    for noise in noises:
+        parse_noise(noise)  # fail early, with the noise module's message
+    entries = [resolve_model(m) for m in models]
+    step = on_step or (lambda _msg: None)
+
+    with tempfile.TemporaryDirectory(prefix="n2nkit-compare-") as tmp:
+        step("preparing test images")
+        image_names, data = prepare_test_data(noises, Path(tmp) / "test.npz", seed)
+        rows: list[Row] = []
+        for entry in entries:
+            for target in targets:
+                step(f"{entry.label} on {target.name}")
+                row = Row(model=entry.label, target=target.name, group=target.group,
+                          status="skipped", variant=entry.variant, artifact=target.artifact,
+                          backend=target.backend, threads=target.threads)  # fmt: skip
+                artifact = entry.artifacts.get(target.artifact)
+                if artifact is None:
+                    row.reason = _missing_artifact_reason(target.artifact)
+                    rows.append(row)
+                    continue
+                row.size_mb = artifact.stat().st_size / 1e6
+                result = run_worker(
+                    {
+                        "artifact": str(artifact),
+                        "backend": target.backend,
+                        "threads": target.threads,
+                        "sizes": [list(s) for s in target.sizes],
+                        "data": str(data),
+                        "noises": noises,
+                        "budget_s": budget_s,
+                        "min_runs": min_runs,
+                    }
+                )
+                row.status = result["status"]
+                row.reason = result.get("reason", "")
+                row.psnr = result.get("psnr", {})
+                row.latency = result.get("latency", {})
+                row.peak_rss_mb = result.get("peak_rss_mb")
+                rows.append(row)
+        _fill_psnr_deltas(rows)
+        if baselines:
+            step("classical baselines")
+            rows += measure_baselines(noises, data, baselines)
+
+    report = Report(
+        machine=machine_summary(),
+        protocol={
+            "images": image_names,
+            "noise": noises,
+            "noise_protocol": NOISE_PROTOCOL,
+            "seed": seed,
+            "latency_budget_s_per_size": budget_s,
+            "min_runs": min_runs,
+            "reference_size": list(REFERENCE_SIZE),
+        },
+        rows=rows,
+    )
+    from n2nkit.findings import findings
+
+    report.findings = findings(report, entries)
+    return report
+
+
+def _fill_psnr_deltas(rows: list[Row]) -> None:
+    """Δ PSNR of each row against the same model's FP32 ONNX on the CPU."""
+    reference: dict[str, dict[str, float]] = {}
+    for row in rows:
+        if row.status == "measured" and row.artifact == "fp32" and row.backend == "ort-cpu":
+            reference.setdefault(row.model, row.psnr)
+    for row in rows:
+        ref = reference.get(row.model)
+        if row.status == "measured" and ref:
+            row.psnr_delta = {n: v - ref[n] for n, v in row.psnr.items() if n in ref}

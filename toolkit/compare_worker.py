@@ -1,0 +1,118 @@
+"""Measure one artifact on one target, in its own process.
+
+``n2nkit compare`` runs this as ``python -m n2nkit.compare_worker JOB.json`` for every
+model × target, so each measurement gets a clean process: the peak resident memory it reports
+belongs to that deployment alone, thread settings cannot leak between targets, and the worker
+imports only numpy and ``n2nkit.runtime``, as an app that embeds the runtime would.
+
+The job file holds: artifact, backend, threads, sizes [[h, w, n], ...], data (an .npz with
+``clean_<i>`` and ``noisy_<noise-index>_<i>`` float32 H×W×3 arrays), noises, budget_s,
+min_runs. The result (JSON on stdout) holds status, reason, backend, psnr, per-image latency,
+latency per size and peak_rss_mb.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _psnr(clean: np.ndarray, estimate: np.ndarray) -> float:
+    mse = float(np.mean((np.clip(estimate, 0.0, 1.0) - clean) ** 2, dtype=np.float64))
+    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
+
+
+def _tile_to(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Real image content at any size (never zeros: they can time faster than real data)."""
+    reps = (-(-h // image.shape[0]), -(-w // image.shape[1]), 1)
+    return np.ascontiguousarray(np.tile(image, reps)[:h, :w])
+
+
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    from n2nkit.errors import N2NError
+    from n2nkit.runtime import Denoiser
+    from n2nkit.timing import measure_latency
+
+    try:
+        denoiser = Denoiser.load(job["artifact"], backend=job["backend"], threads=job["threads"])
+    except N2NError as exc:
+        return {"status": "skipped", "reason": str(exc)}
+
+    data = np.load(job["data"])
+    count = sum(1 for k in data.files if k.startswith("clean_"))
+    clean = [data[f"clean_{i}"] for i in range(count)]
+    psnr: dict[str, float] = {}
+    per_image_ms: list[float] = []
+    for n_index, noise in enumerate(job["noises"]):
+        values = []
+        for i in range(count):
+            noisy = data[f"noisy_{n_index}_{i}"]
+            t0 = time.perf_counter()
+            out = denoiser(noisy)
+            per_image_ms.append((time.perf_counter() - t0) * 1e3)
+            values.append(_psnr(clean[i], out))
+        psnr[noise] = float(np.mean(values))
+
+    latency: dict[str, dict[str, float]] = {}
+    if per_image_ms:
+        pixels = np.mean([c.shape[0] * c.shape[1] for c in clean])
+        ms = float(np.median(per_image_ms))
+        latency["per-image"] = {
+            "p50_ms": ms,
+            "p90_ms": float(np.percentile(per_image_ms, 90)),
+            "p99_ms": float(np.percentile(per_image_ms, 99)),
+            "runs": len(per_image_ms),
+            "mpx_per_s": pixels / 1e6 / (ms / 1e3),
+        }
+    source = data["noisy_0_0"] if "noisy_0_0" in data.files else clean[0]
+    for h, w, n in job["sizes"]:
+        image = _tile_to(source, h, w)
+        if n == 1:
+            stats = measure_latency(
+                lambda image=image: denoiser(image),
+                budget_s=job["budget_s"],
+                min_runs=job["min_runs"],
+            )
+        else:
+            batch = np.stack([_tile_to(source[i:], h, w) for i in range(n)])
+            stats = measure_latency(
+                lambda batch=batch: denoiser.batch(batch),
+                budget_s=job["budget_s"],
+                min_runs=job["min_runs"],
+            )
+        entry = stats.as_dict()
+        entry["mpx_per_s"] = h * w * n / 1e6 / (stats.p50_ms / 1e3)
+        latency[f"{h}x{w}x{n}"] = entry
+
+    return {
+        "status": "measured",
+        "backend": denoiser.backend,
+        "psnr": psnr,
+        "latency": latency,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    job = json.loads(Path(argv[0]).read_text())
+    try:
+        result = run_job(job)
+    except Exception as exc:  # reported as a failed row, never a crash of compare itself
+        result = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
