@@ -28,7 +28,10 @@ def guard(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except N2NError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            # soft_wrap: one line however narrow the terminal, so scripts can grep it
+            err_console.print(
+                f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True
+            )
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")

@@ -72,6 +72,11 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
     path = resolve_checkpoint(path)
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes)")
+    if not zipfile.is_zipfile(path):
+        raise CheckpointError(
+            f"{path} is not a checkpoint: not a complete PyTorch archive "
+            "(truncated, or another kind of file)"
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -80,7 +85,16 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
             f"{path} was refused: it holds objects other than tensors and plain data "
             f"(loaded with weights_only=True, nothing was executed): {first}"
         ) from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+    except (
+        RuntimeError,
+        EOFError,
+        KeyError,
+        IndexError,
+        TypeError,
+        zipfile.BadZipFile,
+        OSError,
+        ValueError,
+    ) as exc:  # torch's legacy unpickler raises KeyError/IndexError on arbitrary bytes
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"{path} is not a readable checkpoint (truncated?): {first}"

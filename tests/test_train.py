@@ -1,0 +1,185 @@
+"""Real training runs on tiny data: the acceptance run, the report's file format, resume,
+Ctrl-C, divergence and refused configurations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from n2nkit.errors import TrainingDivergedError, UnknownNameError, UserInputError
+from n2nkit.training import trainer
+from n2nkit.training.checkpoint import load_checkpoint, load_model
+from n2nkit.training.config import TrainConfig, parse_duration
+from n2nkit.training.data import load_builtin_images
+from n2nkit.training.gpu_batches import CropBank
+from n2nkit.training.noise import add_noise
+from n2nkit.training.trainer import train
+
+TINY = dict(epoch_size=64, batch_size=32, val_size=16, num_threads=2)
+
+
+@pytest.mark.slow
+def test_sixty_second_cpu_run_gains_four_db(tmp_path: Path) -> None:
+    """The issue's acceptance test: <= 60 s of CPU training on built-in data at gaussian:25.
+
+    Small batches: on a CPU, many small steps learn more per second than a few of 400. One
+    thread: on a shared 2-core machine two torch threads collapse (measured 15 img/s against
+    237 img/s for one thread while other jobs held the cores).
+    """
+    config = TrainConfig(
+        noise="gaussian:25",
+        budget_s=45,
+        batch_size=32,
+        val_size=300,
+        num_threads=1,
+        out=tmp_path / "n2n",
+    )
+    result = train(config, progress=False)
+    assert result.stopped_by == "budget"
+    assert 18 < result.val_psnr_noisy < 22  # sigma 25 on 8-bit photos: ~20.2 dB
+    assert result.best_val_psnr - result.val_psnr_noisy >= 4.0, result.history
+    model, ckpt = load_model(result.best_checkpoint)
+    assert ckpt["model"] == {"variant": "n2n", "kwargs": {}, "size_multiple": 32}
+    assert ckpt["config"]["noise"] == "gaussian:25" and ckpt["noise"] == "gaussian:25"
+    assert ckpt["config"]["out_dir"] == str(tmp_path / "n2n")
+    assert ckpt["best_val_psnr"] == pytest.approx(result.best_val_psnr)
+    assert {"n2nkit", "torch", "python"} <= set(ckpt["versions"])
+    with torch.no_grad():
+        assert model(torch.rand(1, 3, 64, 96)).shape == (1, 3, 64, 96)
+
+
+def _report_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A small dataset in the report's format, made from built-in crops."""
+    g = torch.Generator().manual_seed(0)
+    bank = CropBank([load_builtin_images("train")], 32, torch.device("cpu"))
+    (clean,) = bank.draw(96, g)
+    x = clean.float() / 255
+    to_u8 = lambda t: (t * 255).round().to(torch.uint8)  # noqa: E731
+    train_path, val_path = tmp_path / "train.pt", tmp_path / "val.pt"
+    noisy = [to_u8(add_noise(x, "gaussian:25", g)) for _ in range(2)]
+    torch.save((noisy[0][:64], noisy[1][:64]), train_path)
+    torch.save((noisy[0][64:], clean[64:]), val_path)
+    return train_path, val_path
+
+
+def test_run_on_report_format_files(tmp_path: Path) -> None:
+    train_path, val_path = _report_files(tmp_path)
+    config = TrainConfig(
+        variant="truncated",
+        data=str(train_path),
+        val_data=str(val_path),
+        epochs=2,
+        out=tmp_path / "run",
+        **TINY,
+    )
+    result = train(config, progress=False)
+    assert result.epochs_completed == 2 and len(result.history) == 2
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2]
+    assert result.val_psnr_noisy == pytest.approx(json.loads(lines[0])["val_psnr_noisy"])
+    assert 18 < result.val_psnr_noisy < 22  # the file's own noisy/clean pairs were used
+    ckpt = load_checkpoint(result.last_checkpoint)
+    assert ckpt["epoch"] == 2 and "optimizer" in ckpt and "rng" in ckpt
+    assert ckpt["config"]["data"] == str(train_path)
+
+
+def test_target_clean_needs_clean_images(tmp_path: Path) -> None:
+    train_path, _ = _report_files(tmp_path)
+    config = TrainConfig(data=str(train_path), target="clean", epochs=1, out=tmp_path / "r")
+    with pytest.raises(UserInputError, match="clean training images"):
+        train(config, progress=False)
+
+
+def test_resume_continues_from_the_saved_epoch(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    first = train(TrainConfig(variant="truncated", epochs=1, out=out, **TINY), progress=False)
+    assert first.epochs_completed == 1
+    with pytest.raises(UserInputError, match="--resume"):
+        train(TrainConfig(variant="truncated", epochs=1, out=out, **TINY), progress=False)
+    # resume takes the saved config (noise, variant...) and only the new length
+    resumed = train(TrainConfig(epochs=3, out=out, resume=True, num_threads=2), progress=False)
+    assert resumed.epochs_completed == 3
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["model"]["variant"] == "truncated" and ckpt["epoch"] == 3
+    assert ckpt["optimizer"]["state"]  # Adam moments carried over
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3]
+    fresh = train(
+        TrainConfig(variant="truncated", epochs=1, out=out, overwrite=True, **TINY), progress=False
+    )
+    assert fresh.epochs_completed == 1
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_resume_without_a_run(tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="nothing to resume"):
+        train(TrainConfig(out=tmp_path / "none", resume=True), progress=False)
+
+
+def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path: Path, monkeypatch) -> None:
+    calls = {"n": 0}
+    real = trainer.make_batch
+
+    def interrupt_in_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # 2 steps per epoch: the last step of epoch 2
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "make_batch", interrupt_in_epoch_two)
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(variant="truncated", epochs=3, out=out, **TINY), progress=False)
+    ckpt = load_checkpoint(out / "last.pt")
+    assert ckpt["interrupted"] and ckpt["epoch"] == 1  # epoch 2 was not completed
+    monkeypatch.setattr(trainer, "make_batch", real)
+    result = train(TrainConfig(out=out, resume=True, num_threads=2), progress=False)
+    assert result.epochs_completed == 3
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+
+
+def test_nan_loss_stops_with_a_clear_message(tmp_path: Path) -> None:
+    config = TrainConfig(variant="truncated", epochs=2, lr=1e30, out=tmp_path / "nan", **TINY)
+    with pytest.raises(TrainingDivergedError, match="lower the learning rate"):
+        train(config, progress=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs,error",
+    [
+        ({"variant": "resnet"}, UnknownNameError),
+        ({"noise": "speckle"}, UnknownNameError),
+        ({"loss": "huber"}, UnknownNameError),
+        ({"crop": 48}, UserInputError),  # not a multiple of n2n's 32
+        ({"batch_size": 0}, UserInputError),
+        ({"device": "tpu"}, UserInputError),
+        ({"data": "/no/such/file.pt"}, UserInputError),
+    ],
+)
+def test_bad_configurations_are_user_errors(tmp_path: Path, kwargs, error) -> None:
+    with pytest.raises(error):
+        train(TrainConfig(out=tmp_path / "r", epochs=1, **kwargs), progress=False)
+
+
+def test_config_round_trips_as_plain_data(tmp_path: Path) -> None:
+    config = TrainConfig(variant="hls", out_dir=tmp_path, budget_s=30.0)
+    d = config.to_dict()
+    assert d["out_dir"] == str(tmp_path) and d["betas"] == [0.9, 0.99]
+    assert TrainConfig.from_dict(d) == config
+    assert TrainConfig().out_dir == Path("runs/n2n")
+
+
+@pytest.mark.parametrize(
+    "text,seconds", [("90s", 90), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("45", 45)]
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_parse_duration_refuses_nonsense() -> None:
+    with pytest.raises(UserInputError, match="10m"):
+        parse_duration("ten minutes")

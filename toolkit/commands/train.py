@@ -1,0 +1,177 @@
+"""``n2nkit train``: train one or several U-Net variants with the report's recipe."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ADVANCED = "Advanced"
+RECIPE = "Recipe"
+
+
+class Target(str, Enum):
+    noisy = "noisy"
+    clean = "clean"
+
+
+class Loss(str, Enum):
+    mse = "mse"
+    l1 = "l1"
+
+
+def _variants(spec: str) -> list[str]:
+    from n2nkit.errors import UnknownNameError, UserInputError
+    from n2nkit.training.models import variant_names
+
+    if spec.strip() == "all":
+        return variant_names()
+    names = [v.strip() for v in spec.split(",") if v.strip()]
+    if not names:
+        raise UserInputError("--variant is empty; name a variant, a comma list, or all")
+    for name in names:
+        if name not in variant_names():
+            raise UnknownNameError("model variant", name, [*variant_names(), "all"])
+    return list(dict.fromkeys(names))
+
+
+def train(
+    variant: Annotated[
+        str, typer.Option(help="Model variant, a comma list, or 'all' (see `n2nkit models`).")
+    ] = "n2n",
+    data: Annotated[
+        str,
+        typer.Option(
+            help="builtin, a report-format .pt file (two noisy uint8 N×3×H×W tensors), a folder "
+            "of clean images, a folder with two folders of noisy pairs, or DIR_A,DIR_B."
+        ),
+    ] = "builtin",
+    val_data: Annotated[
+        str | None,
+        typer.Option(
+            help="Validation: a (noisy, clean) .pt file or a folder of clean images "
+            "(default: the built-in validation photos)."
+        ),
+    ] = None,
+    noise: Annotated[
+        str,
+        typer.Option(
+            help="Noise used to synthesise pairs: gaussian:25, gaussian:0-50, poisson:30, "
+            "bernoulli:0.5, impulse:0.3, text:0.2, pixelate:4."
+        ),
+    ] = "gaussian:25",
+    target: Annotated[
+        Target, typer.Option(help="noisy = Noise2Noise; clean = Noise2Clean on the same data.")
+    ] = Target.noisy,
+    epochs: Annotated[
+        int | None, typer.Option(help="Total epochs (default: 25 or 10 minutes, first reached).")
+    ] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(help="Wall-clock limit of this invocation: 90s, 10m, 1h, 1h30m."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Run folder (default runs/<variant>; OUT/<variant> for several)."
+        ),
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in the out folder.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Start over in an out folder that already holds a run.")
+    ] = False,
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")
+    ] = "auto",
+    loss: Annotated[Loss, typer.Option(help="Training loss.", rich_help_panel=RECIPE)] = Loss.mse,
+    epoch_size: Annotated[
+        int, typer.Option(help="Pairs per epoch.", rich_help_panel=RECIPE)
+    ] = 50_000,
+    batch_size: Annotated[int, typer.Option(help="Batch size.", rich_help_panel=RECIPE)] = 400,
+    lr: Annotated[
+        float,
+        typer.Option(help="Adam learning rate (×0.1 every 10 epochs).", rich_help_panel=RECIPE),
+    ] = 1e-3,
+    lr_step: Annotated[
+        int, typer.Option(help="Epochs between learning-rate drops.", rich_help_panel=RECIPE)
+    ] = 10,
+    crop: Annotated[
+        int,
+        typer.Option(
+            help="Training crop side (a multiple of the model's).", rich_help_panel=RECIPE
+        ),
+    ] = 32,
+    seed: Annotated[int, typer.Option(help="Random seed.", rich_help_panel=ADVANCED)] = 0,
+    val_size: Annotated[
+        int, typer.Option(help="Fixed validation crops.", rich_help_panel=ADVANCED)
+    ] = 1000,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for torch.", rich_help_panel=ADVANCED)
+    ] = None,
+    progress: Annotated[
+        bool, typer.Option(help="Show the progress bar.", rich_help_panel=ADVANCED)
+    ] = True,
+) -> None:
+    """Train a denoiser (Noise2Noise by default); best.pt, last.pt and metrics.jsonl per run."""
+    from rich.table import Table
+
+    from n2nkit.clitools import console
+    from n2nkit.training.config import TrainConfig, parse_duration
+
+    names = _variants(variant)
+    budget_s = parse_duration(budget) if budget is not None else None
+    configs = []
+    for name in names:
+        run = Path("runs") / name if out is None else out if len(names) == 1 else out / name
+        configs.append(
+            TrainConfig(
+                variant=name,
+                data=data,
+                val_data=val_data,
+                noise=noise,
+                target=target.value,
+                loss=loss.value,
+                epochs=epochs,
+                budget_s=budget_s,
+                epoch_size=epoch_size,
+                batch_size=batch_size,
+                lr=lr,
+                lr_step=lr_step,
+                crop=crop,
+                seed=seed,
+                device=device,
+                out_dir=run,
+                resume=resume,
+                overwrite=overwrite,
+                val_size=val_size,
+                num_threads=threads,
+            ).validate()
+        )
+    from n2nkit.training.trainer import train as run_training
+
+    results = []
+    for config in configs:
+        result = run_training(config, progress=progress)
+        results.append(result)
+        console.print(
+            f"{config.variant}: val PSNR {result.best_val_psnr:.2f} dB "
+            f"(noisy input {result.val_psnr_noisy:.2f} dB) after {result.epochs_completed} "
+            f"epochs -> {result.best_checkpoint}"
+        )
+    if len(results) > 1:
+        table = Table(title="n2nkit train")
+        for col in ("variant", "epochs", "val PSNR", "gain", "best checkpoint"):
+            table.add_column(
+                col, justify="left" if col in ("variant", "best checkpoint") else "right"
+            )
+        for config, r in zip(configs, results, strict=True):
+            table.add_row(
+                config.variant,
+                str(r.epochs_completed),
+                f"{r.best_val_psnr:.2f} dB",
+                f"{r.best_val_psnr - r.val_psnr_noisy:+.2f} dB",
+                str(r.best_checkpoint),
+            )
+        console.print(table)

@@ -1,0 +1,128 @@
+"""The training configuration: the report's recipe as defaults, validated before any work."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import InitVar, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from n2nkit.errors import UnknownNameError, UserInputError
+
+TARGETS = ("noisy", "clean")
+LOSSES = ("mse", "l1")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs; saved as a plain dict in every checkpoint.
+
+    Defaults follow the report: Adam β=(0.9, 0.99), lr 1e-3 ×0.1 every 10 epochs, MSE, batch
+    400, 32×32 crops, epochs of 50,000 pairs. ``epochs`` counts the run's total epochs;
+    ``budget_s`` is the wall-clock limit of one invocation (training stops mid-epoch when it runs
+    out, then validates and saves). ``out`` is accepted as an alias of ``out_dir``.
+    """
+
+    variant: str = "n2n"
+    data: str = "builtin"
+    val_data: str | None = None
+    noise: str = "gaussian:25"
+    target: str = "noisy"
+    loss: str = "mse"
+    epochs: int | None = None
+    budget_s: float | None = None
+    epoch_size: int = 50_000
+    batch_size: int = 400
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.99)
+    lr_step: int = 10
+    lr_gamma: float = 0.1
+    crop: int = 32
+    seed: int = 0
+    device: str = "auto"
+    out_dir: Path | None = None
+    resume: bool = False
+    overwrite: bool = False
+    val_size: int = 1000
+    num_threads: int | None = None
+    variant_kwargs: dict[str, Any] = field(default_factory=dict)
+    out: InitVar[Path | None] = None
+
+    def __post_init__(self, out: Path | None) -> None:
+        if out is not None:
+            self.out_dir = Path(out)
+        if self.out_dir is None:
+            self.out_dir = Path("runs") / self.variant
+        self.out_dir = Path(self.out_dir)
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> TrainConfig:
+        """Raise :class:`UserInputError` on any value the trainer cannot use; return self."""
+        from n2nkit.training.models import variant_names
+        from n2nkit.training.noise import parse_noise
+
+        if self.variant not in variant_names():
+            raise UnknownNameError("model variant", self.variant, variant_names())
+        parse_noise(self.noise)
+        if self.target not in TARGETS:
+            raise UnknownNameError("target", self.target, TARGETS)
+        if self.loss not in LOSSES:
+            raise UnknownNameError("loss", self.loss, LOSSES)
+        positive = {
+            "epoch_size": self.epoch_size,
+            "batch_size": self.batch_size,
+            "crop": self.crop,
+            "lr_step": self.lr_step,
+            "val_size": self.val_size,
+        }
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise UserInputError(f"{name} must be a positive whole number, got {value!r}")
+        if self.epochs is not None and self.epochs < 1:
+            raise UserInputError(f"epochs must be at least 1, got {self.epochs}")
+        if self.budget_s is not None and not self.budget_s > 0:
+            raise UserInputError(f"budget must be positive, got {self.budget_s}s")
+        if not self.lr > 0 or not 0 < self.lr_gamma <= 1:
+            raise UserInputError(
+                f"lr must be > 0 and lr_gamma in (0, 1], got {self.lr}, {self.lr_gamma}"
+            )
+        if not all(0 <= b < 1 for b in self.betas):
+            raise UserInputError(f"Adam betas must lie in [0, 1), got {self.betas}")
+        if self.num_threads is not None and self.num_threads < 1:
+            raise UserInputError(f"threads must be at least 1, got {self.num_threads}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
+            raise UserInputError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
+        return self
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data only (Paths as str), safe for ``torch.load(weights_only=True)``."""
+        d = dataclasses.asdict(self)
+        d["out_dir"] = str(self.out_dir)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Rebuild from :meth:`to_dict` output; unknown keys (newer n2nkit) are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        if "betas" in kw:
+            kw["betas"] = tuple(kw["betas"])
+        return cls(**kw)
+
+
+def parse_duration(text: str) -> float:
+    """``"10m"``, ``"90s"``, ``"1h"``, ``"1h30m"`` or plain seconds -> seconds."""
+    s = text.strip().lower()
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", s)
+    if not s or parts is None or not any(parts.groups()):
+        raise UserInputError(f"cannot read duration {text!r}: write e.g. 90s, 10m, 1h or 1h30m")
+    h, m, sec = (float(g) if g else 0.0 for g in parts.groups())
+    return h * 3600 + m * 60 + sec

@@ -1,0 +1,470 @@
+"""``train()``: the report's recipe, reading top to bottom.
+
+Sections: settle the config (fresh or resumed) -> device -> data on the device -> fixed
+validation set -> model, optimizer, schedule, mixed precision -> (resume state) -> epochs of
+batched steps, each followed by validation, a metrics line and checkpoints.
+
+Design choices worth knowing:
+
+* Noise2Noise input and target are two independent draws of the noise on one clean crop. The
+  input is clipped and quantized to 8 bits (what users feed at inference); the target of a
+  zero-mean kind (gaussian, poisson) stays unclipped, because clipping shifts its mean near
+  black and white and the network would learn that bias. Other kinds are clipped like the input.
+* Noisy pairs from files are used as they come, input and target swapped at random per sample.
+* Budget: ``budget_s`` bounds this invocation's training steps; when it runs out mid-epoch the
+  partial epoch still ends with validation and checkpoints (a few seconds more).
+* Without ``epochs`` and ``budget_s`` a run stops after 25 epochs or 10 minutes, whichever comes
+  first: the report's n2n epoch count and time constraint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from n2nkit.errors import CheckpointError, TrainingDivergedError, UserInputError
+from n2nkit.training.checkpoint import (
+    BEST_NAME,
+    FORMAT,
+    FORMAT_VERSION,
+    LAST_NAME,
+    load_checkpoint,
+    save_checkpoint,
+)
+from n2nkit.training.config import TrainConfig
+from n2nkit.training.data import ImageSet, resolve_train_data, resolve_val_data
+from n2nkit.training.gpu_batches import CropBank, to_float
+from n2nkit.training.metrics import psnr
+from n2nkit.training.models import create_model
+from n2nkit.training.noise import NoiseSpec, parse_noise, quantize
+
+__all__ = ["TrainConfig", "TrainResult", "train"]
+
+DEFAULT_EPOCHS = 25  # the report's n2n run ...
+DEFAULT_BUDGET_S = 600.0  # ... inside its 10-minute constraint
+VAL_SEED = 20220601  # the validation crops and their noise never change between runs
+VAL_BATCH = 500
+CHECK_EVERY = 10  # steps between loss reads (each read syncs the GPU)
+METRICS_NAME = "metrics.jsonl"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+    best_val_psnr: float
+    val_psnr_noisy: float
+    epochs_completed: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stopped_by: str = "epochs"  # "epochs" | "budget"
+
+
+# --------------------------------------------------------------------------- helpers
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserInputError(f"--device {name}: this torch build sees no CUDA GPU; use cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UserInputError("--device mps: MPS is not available here; use cpu")
+    return torch.device(name)
+
+
+def versions() -> dict[str, str]:
+    import platform
+
+    import numpy as np
+
+    from n2nkit import __version__
+
+    return {
+        "n2nkit": __version__,
+        "torch": str(torch.__version__),  # a TorchVersion would not load with weights_only
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+@dataclass
+class ValSet:
+    noisy: torch.Tensor  # float N×C×S×S on the device, clipped + quantized
+    clean: torch.Tensor
+    psnr_noisy: float
+
+
+def build_val_set(
+    val: ImageSet, spec: NoiseSpec, crop: int, size: int, multiple: int, device: torch.device
+) -> ValSet:
+    """A fixed validation set: ``size`` crops (noise drawn once, fixed seed) or a file's pairs."""
+    if val.noisy_given:
+        noisy, clean = val.first[:size], val.second[:size]
+        h, w = noisy.shape[-2:]
+        if h % multiple or w % multiple:
+            h, w = h - h % multiple, w - w % multiple  # largest size the model accepts
+            if h == 0 or w == 0:
+                raise UserInputError(
+                    f"validation images are {tuple(noisy.shape[-2:])}, smaller than the model's "
+                    f"size multiple {multiple}"
+                )
+            noisy, clean = noisy[..., :h, :w], clean[..., :h, :w]
+        noisy, clean = to_float(noisy, False), to_float(clean, False)
+    else:
+        g = torch.Generator().manual_seed(VAL_SEED)
+        (crops,) = CropBank([val.first], crop, torch.device("cpu")).draw(size, g)
+        clean = to_float(crops, False)
+        noisy = quantize(spec.apply(clean, g))
+    cl = torch.channels_last
+    noisy = noisy.to(device).contiguous(memory_format=cl)
+    clean = clean.to(device).contiguous(memory_format=cl)
+    return ValSet(noisy, clean, float(psnr(noisy, clean).mean()))
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, val: ValSet, amp: torch.autocast | None = None) -> float:
+    """Mean over images of each denoised image's PSNR (output clipped to [0, 1])."""
+    model.eval()
+    scores = []
+    for i in range(0, len(val.noisy), VAL_BATCH):
+        with amp if amp is not None else _null():
+            out = model(val.noisy[i : i + VAL_BATCH])
+        scores.append(psnr(out.float().clamp(0.0, 1.0), val.clean[i : i + VAL_BATCH]))
+    model.train()
+    return float(torch.cat(scores).mean())
+
+
+def _null():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def _progress(enabled: bool):
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("val {task.fields[psnr]} dB"),
+        TimeElapsedColumn(),
+        TextColumn("left"),
+        TimeRemainingColumn(),
+        disable=not enabled,
+        transient=False,
+    )
+
+
+def settle_config(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """Validate; on resume take the saved config (keeping this call's run-control settings)."""
+    config.validate()
+    out = Path(config.out_dir)
+    has_run = (out / LAST_NAME).exists() or (out / BEST_NAME).exists()
+    if not config.resume:
+        if has_run and not config.overwrite:
+            raise UserInputError(
+                f"{out} already holds a run; pass --resume to continue it or --overwrite to "
+                "start over"
+            )
+        return config, None
+    if not (out / LAST_NAME).is_file():
+        raise CheckpointError(f"nothing to resume: {out / LAST_NAME} does not exist")
+    ckpt = load_checkpoint(out / LAST_NAME)
+    saved = TrainConfig.from_dict(ckpt["config"])
+    # The run's identity (data, noise, model, recipe) comes from the checkpoint; how long and
+    # where to run comes from this call.
+    saved.out_dir = out
+    saved.device = config.device
+    saved.num_threads = config.num_threads
+    saved.resume = True
+    if config.epochs is not None or config.budget_s is not None:
+        saved.epochs, saved.budget_s = config.epochs, config.budget_s
+    return saved.validate(), ckpt
+
+
+# --------------------------------------------------------------------------- train
+def train(config: TrainConfig, progress: bool = True) -> TrainResult:
+    """Train one variant as ``config`` says; checkpoints and metrics land in ``config.out_dir``."""
+    # -- config: fresh, or the saved one when resuming --------------------------------------
+    config, resumed = settle_config(config)
+    spec = parse_noise(config.noise)
+    epochs = config.epochs
+    budget = config.budget_s
+    if epochs is None and budget is None:
+        epochs, budget = DEFAULT_EPOCHS, DEFAULT_BUDGET_S
+    run_dir = Path(config.out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- device --------------------------------------------------------------------------
+    device = resolve_device(config.device)
+    if config.num_threads:
+        torch.set_num_threads(config.num_threads)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # fixed 32×32 shapes: pick the fastest kernels
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    torch.manual_seed(config.seed)
+    gen = torch.Generator(device=device).manual_seed(config.seed)
+
+    # -- model ---------------------------------------------------------------------------
+    model = create_model(config.variant, **config.variant_kwargs)
+    multiple = max(1, model.size_multiple)
+    if config.crop % multiple:
+        raise UserInputError(
+            f"--crop {config.crop} is not a multiple of {config.variant}'s size multiple {multiple}"
+        )
+    model = model.to(device, memory_format=torch.channels_last).train()
+
+    # -- data: uint8 images on the device, crops/augmentation/noise drawn there ------------
+    data = resolve_train_data(config.data)
+    if not data.clean and config.target == "clean":
+        raise UserInputError(
+            "--target clean needs clean training images (builtin or a folder of photos); "
+            f"{data.source} holds noisy pairs"
+        )
+    sets = [data.first] if data.clean else [data.first, data.second]
+    bank = CropBank(sets, config.crop, device)
+    val = build_val_set(
+        resolve_val_data(config.val_data), spec, config.crop, config.val_size, multiple, device
+    )
+
+    # -- optimizer, schedule, mixed precision (the report's recipe) ------------------------
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma)
+    amp_dtype = None
+    if cuda:
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
+    criterion = F.mse_loss if config.loss == "mse" else F.l1_loss
+
+    def autocast():
+        if amp_dtype is None:
+            return _null()
+        return torch.autocast(device_type=device.type, dtype=amp_dtype)
+
+    # -- state: fresh or resumed ----------------------------------------------------------
+    start_epoch, best_psnr, history, elapsed_before = 0, -math.inf, [], 0.0
+    if resumed is not None:
+        model.load_state_dict(resumed["state_dict"])
+        _restore(resumed, optimizer, scheduler, scaler, gen, device)
+        start_epoch = int(resumed["epoch"])
+        best_psnr = float(resumed.get("best_val_psnr", -math.inf))
+        history = list(resumed.get("history", []))
+        elapsed_before = float(resumed.get("elapsed_s", 0.0))
+    else:
+        for name in (BEST_NAME, LAST_NAME, METRICS_NAME):
+            (run_dir / name).unlink(missing_ok=True)  # --overwrite: no stale files
+    best_path, last_path = run_dir / BEST_NAME, run_dir / LAST_NAME
+
+    def payload(epoch: int, metrics: dict[str, Any], full: bool, **extra: Any) -> dict[str, Any]:
+        p: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": {
+                "variant": config.variant,
+                "kwargs": dict(config.variant_kwargs),
+                "size_multiple": model.size_multiple,
+            },
+            "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+            "epoch": epoch,
+            "metrics": metrics,
+            "best_val_psnr": best_psnr,
+            "config": config.to_dict(),
+            "noise": str(spec),
+            "data": config.data,
+            "seed": config.seed,
+            "versions": versions(),
+            **extra,
+        }
+        if full:  # what resume needs; best.pt stays small
+            p.update(
+                optimizer=optimizer.state_dict(),
+                scheduler=scheduler.state_dict(),
+                scaler=scaler.state_dict(),
+                rng={
+                    "torch": torch.get_rng_state(),
+                    "data": gen.get_state(),
+                    "data_device": device.type,
+                },
+                history=history,
+            )
+        return p
+
+    # -- epochs ---------------------------------------------------------------------------
+    steps_per_epoch = math.ceil(config.epoch_size / config.batch_size)
+    epoch = start_epoch
+    stopped_by = "epochs"
+    start = time.monotonic()
+    total_epochs = epochs if epochs is not None else None
+    if total_epochs is not None and epoch >= total_epochs:
+        stopped_by = "epochs"  # nothing left to do; still report the run
+    with _progress(progress) as bar:
+        task = bar.add_task(
+            f"{config.variant}", total=1000, loss="-", psnr=f"{val.psnr_noisy:.2f} (noisy)"
+        )
+        try:
+            while total_epochs is None or epoch < total_epochs:
+                epoch_start = time.monotonic()
+                running = torch.zeros((), device=device)
+                seen_steps, pairs = 0, 0
+                out_of_time = False
+                for step in range(steps_per_epoch):
+                    n = min(config.batch_size, config.epoch_size - step * config.batch_size)
+                    inp, tgt = make_batch(bank, n, spec, config.target, gen)
+                    with autocast():
+                        out = model(inp)
+                    loss = criterion(out.float(), tgt)
+                    optimizer.zero_grad(set_to_none=True)
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    running += loss.detach()
+                    seen_steps += 1
+                    pairs += n
+                    if seen_steps % CHECK_EVERY == 0 or step == steps_per_epoch - 1:
+                        mean_loss = _check_loss(running, seen_steps, epoch, step, config)
+                        bar.update(task, loss=f"{mean_loss:.5f}")
+                    elapsed = time.monotonic() - start
+                    done = (epoch - start_epoch + (step + 1) / steps_per_epoch) / max(
+                        1, (total_epochs or 10**9) - start_epoch
+                    )
+                    if budget is not None:
+                        done = max(done, elapsed / budget)
+                        if elapsed >= budget:
+                            out_of_time = True
+                            break
+                    bar.update(task, completed=min(1000, int(1000 * done)))
+                mean_loss = _check_loss(running, seen_steps, epoch, seen_steps - 1, config)
+                train_s = time.monotonic() - epoch_start
+                epoch += 1
+                scheduler.step()
+
+                # validation, metrics line, checkpoints
+                val_psnr = validate(model, val, autocast() if amp_dtype else None)
+                improved = val_psnr > best_psnr
+                best_psnr = max(best_psnr, val_psnr)
+                record = {
+                    "epoch": epoch,
+                    "train_loss": mean_loss,
+                    "val_psnr": val_psnr,
+                    "val_psnr_noisy": val.psnr_noisy,
+                    "best_val_psnr": best_psnr,
+                    "lr": optimizer.param_groups[0]["lr"],
+                    "pairs": pairs,
+                    "train_s": train_s,
+                    "images_per_s": pairs / train_s if train_s > 0 else None,
+                    "epoch_s": time.monotonic() - epoch_start,
+                    "elapsed_s": elapsed_before + time.monotonic() - start,
+                    "device": str(device),
+                    "partial": out_of_time,
+                }
+                history.append(record)
+                with (run_dir / METRICS_NAME).open("a", encoding="utf-8") as f:
+                    f.write(json.dumps(record) + "\n")
+                metrics = {
+                    "val_psnr": val_psnr,
+                    "val_psnr_noisy": val.psnr_noisy,
+                    "train_loss": mean_loss,
+                }
+                elapsed_total = elapsed_before + time.monotonic() - start
+                save_checkpoint(last_path, payload(epoch, metrics, True, elapsed_s=elapsed_total))
+                if improved:
+                    save_checkpoint(best_path, payload(epoch, metrics, False))
+                bar.update(task, psnr=f"{val_psnr:.2f}", description=f"{config.variant} ep {epoch}")
+                if out_of_time:
+                    stopped_by = "budget"
+                    break
+            bar.update(task, completed=1000)
+        except KeyboardInterrupt:
+            # Leave a resumable last.pt: weights as they are now, epoch = epochs completed.
+            last = history[-1] if history else {}
+            metrics = {k: last.get(k) for k in ("val_psnr", "val_psnr_noisy", "train_loss")}
+            save_checkpoint(
+                last_path,
+                payload(
+                    epoch,
+                    metrics,
+                    True,
+                    interrupted=True,
+                    elapsed_s=elapsed_before + time.monotonic() - start,
+                ),
+            )
+            raise
+
+    if not best_path.exists():  # resumed a finished run without new epochs
+        save_checkpoint(best_path, payload(epoch, {"val_psnr": best_psnr}, False))
+    return TrainResult(
+        run_dir=run_dir,
+        best_checkpoint=best_path,
+        last_checkpoint=last_path,
+        best_val_psnr=best_psnr,
+        val_psnr_noisy=val.psnr_noisy,
+        epochs_completed=epoch,
+        history=history,
+        stopped_by=stopped_by,
+    )
+
+
+# --------------------------------------------------------------------------- one batch
+def make_batch(
+    bank: CropBank, n: int, spec: NoiseSpec, target: str, gen: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input, target) float batches, channels-last, on the bank's device."""
+    crops = bank.draw(n, gen)
+    if len(crops) == 2:  # noisy pairs: swap input and target at random per sample
+        a, b = to_float(crops[0], False), to_float(crops[1], False)
+        swap = (torch.rand(n, device=a.device, generator=gen) < 0.5)[:, None, None, None]
+        inp, tgt = torch.where(swap, b, a), torch.where(swap, a, b)
+    else:
+        clean = to_float(crops[0], False)
+        inp = quantize(spec.apply(clean, gen))
+        if target == "clean":
+            tgt = clean
+        else:
+            tgt = spec.apply(clean, gen)
+            if not spec.zero_mean:
+                tgt = quantize(tgt)
+    cl = torch.channels_last
+    return inp.contiguous(memory_format=cl), tgt.contiguous(memory_format=cl)
+
+
+def _check_loss(running: torch.Tensor, steps: int, epoch: int, step: int, config) -> float:
+    value = float(running) / max(1, steps)
+    if not math.isfinite(value):
+        raise TrainingDivergedError(
+            f"training diverged: the loss became {value} in epoch {epoch + 1} by step {step + 1}; "
+            f"lower the learning rate (now --lr {config.lr:g}) or check the data for NaN/inf"
+        )
+    return value
+
+
+def _restore(ckpt, optimizer, scheduler, scaler, gen, device) -> None:
+    """Optimizer, schedule, scaler and random streams from a last.pt (what resume needs)."""
+    try:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+    except (KeyError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"last.pt cannot resume this run: {exc}") from None
+    rng = ckpt.get("rng") or {}
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"])
+    if rng.get("data_device") == device.type and "data" in rng:
+        gen.set_state(rng["data"])
+    else:  # another device's generator state does not fit: a fresh, still seeded stream
+        gen.manual_seed(int(ckpt.get("seed", 0)) + int(ckpt["epoch"]))
