@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from n2nkit.errors import N2NError
 
@@ -30,7 +31,7 @@ def guard(fn: F) -> F:
         except N2NError as exc:
             # soft_wrap: one line however narrow the terminal, so scripts can grep it
             err_console.print(
-                f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True
+                f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
             )
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:

@@ -1,0 +1,161 @@
+"""PyTorch model -> ONNX file with dynamic batch/height/width and n2nkit metadata.
+
+Uses the torch.export-based exporter (the default since torch 2.9; the TorchScript one is
+deprecated). The models upsample with ``F.interpolate(scale_factor=...)``, which becomes an ONNX
+``Resize`` driven by *scales*, so no trace-time size is baked in: :func:`check_dynamic_resize`
+proves it on every export.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+from n2nkit.runtime.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+
+DEFAULT_OPSET = 17
+DIM_NAMES = ("batch", "channels", "height", "width")
+_QUIET_LOGGERS = ("torch.onnx", "torch.export", "onnxscript", "torch._dynamo", "torch.fx")
+
+
+def metadata_for(model: Any, ckpt: dict | None, precision: str = "fp32") -> ModelMetadata:
+    """The :class:`ModelMetadata` of ``model`` (and of the checkpoint it came from, if any).
+
+    ``min_side`` is the smallest input side the network accepts: one size multiple for pooled
+    variants, ``depth + 1`` pixels for the stride-1 HLS variant.
+    """
+    from n2nkit import __version__
+
+    config = getattr(model, "config", {}) or {}
+    size_multiple = int(getattr(model, "size_multiple", 1))
+    min_side = size_multiple if size_multiple > 1 else int(config.get("depth", 0)) + 1
+    noise, val_psnr = "", None
+    if ckpt:
+        noise = str((ckpt.get("config") or {}).get("noise", "") or "")
+        best = ckpt.get("best_val_psnr")
+        if best is None:
+            best = (ckpt.get("metrics") or {}).get("val_psnr")
+        val_psnr = None if best is None else round(float(best), 4)
+    return ModelMetadata(
+        variant=str(getattr(model, "variant", "unknown")),
+        size_multiple=size_multiple,
+        channels=int(getattr(model, "in_channels", 3)),
+        precision=precision,
+        noise=noise,
+        val_psnr=val_psnr,
+        version=__version__,
+        min_side=min_side,
+    )
+
+
+def set_metadata(onnx_model: Any, metadata: ModelMetadata) -> Any:
+    """Replace the ``n2nkit.*`` entries of ``onnx_model.metadata_props`` with ``metadata``."""
+    keep = [(p.key, p.value) for p in onnx_model.metadata_props if not p.key.startswith("n2nkit.")]
+    del onnx_model.metadata_props[:]
+    for key, value in [*keep, *metadata.to_props().items()]:
+        entry = onnx_model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return onnx_model
+
+
+def read_metadata(onnx_model: Any) -> dict[str, str]:
+    return {p.key: p.value for p in onnx_model.metadata_props}
+
+
+def save_onnx(onnx_model: Any, path: Path) -> Path:
+    """Serialize ``onnx_model`` atomically (temp file beside ``path``, then rename)."""
+    import os
+
+    from n2nkit.training.checkpoint import atomic_write_bytes
+
+    data = onnx_model.SerializeToString()
+    atomic_write_bytes(Path(path), lambda f: f.write(data))
+    os.chmod(path, 0o644)  # mkstemp creates 0600; artifacts are meant to be shared
+    return Path(path)
+
+
+def check_dynamic_resize(onnx_model: Any) -> None:
+    """Raise ``ValueError`` if any ``Resize`` node is driven by fixed output *sizes*."""
+    for node in onnx_model.graph.node:
+        if node.op_type != "Resize":
+            continue
+        inputs = list(node.input)
+        if len(inputs) >= 4 and inputs[3]:
+            raise ValueError(f"Resize node {node.name!r} has fixed output sizes baked in")
+        if len(inputs) < 3 or not inputs[2]:
+            raise ValueError(f"Resize node {node.name!r} has no scales input")
+
+
+def _name_dims(onnx_model: Any) -> None:
+    """Give the symbolic dims readable names (the exporter calls them s0, s53, ...)."""
+    for value in [*onnx_model.graph.input, *onnx_model.graph.output]:
+        for name, dim in zip(DIM_NAMES, value.type.tensor_type.shape.dim, strict=False):
+            if dim.dim_param or not dim.HasField("dim_value"):
+                dim.dim_param = name
+    # Drop the exporter's intermediate shape annotations: they carry its s-names.
+    del onnx_model.graph.value_info[:]
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence the exporter's chatter (registration warnings, version-converter notes)."""
+    levels = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def to_onnx_proto(model: Any, opset: int = DEFAULT_OPSET, example_side: int | None = None) -> Any:
+    """Export ``model`` (eval mode, CPU, float32) and return the ``onnx.ModelProto``."""
+    import torch
+    from torch.export import Dim
+
+    model = model.eval()
+    multiple = max(int(getattr(model, "size_multiple", 1)), 1)
+    # A non-square example with batch 2 so no dimension is specialised to a constant.
+    side = example_side or max(2 * multiple, 16)
+    channels = int(getattr(model, "in_channels", 3))
+    example = torch.rand(2, channels, side, side + max(multiple, 8))
+    # Positional form: works whatever forward()'s argument is called.
+    dynamic = ({0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC},)
+    with _quiet(), torch.no_grad():
+        program = torch.onnx.export(
+            model,
+            (example,),
+            None,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamo=True,
+            dynamic_shapes=dynamic,
+            verbose=False,
+        )
+    proto = program.model_proto
+    _name_dims(proto)
+    return proto
+
+
+def export_onnx(
+    model: Any, path: Path, metadata: ModelMetadata, opset: int = DEFAULT_OPSET
+) -> Path:
+    """Export ``model`` to ``path`` with dynamic N/H/W, scale-driven upsampling and metadata.
+
+    The file appears atomically: a failure leaves no partial ``path``. Raises ``ValueError`` if
+    the graph would bake in a size (see :func:`check_dynamic_resize`).
+    """
+    proto = to_onnx_proto(model, opset)
+    check_dynamic_resize(proto)
+    set_metadata(proto, metadata)
+    proto.producer_name = "n2nkit"
+    proto.doc_string = f"n2nkit {metadata.variant} denoiser: float32 NCHW in [0,1] -> same"
+    return save_onnx(proto, Path(path))

@@ -1,0 +1,175 @@
+"""FP32 ONNX -> static INT8 in QDQ format through ``onnxruntime.quantization``.
+
+Per-channel INT8 weights, UINT8 activations calibrated (MinMax) on noisy crops of the built-in
+*training* photos with the checkpoint's own noise: the distribution the model will see.
+``reduce_range`` (7-bit weights) avoids the saturation of unreduced INT8 on CPUs without VNNI
+but costs precision where VNNI exists, so :func:`quantize_best` builds both and keeps the one
+with the higher validation PSNR. The graph is pre-processed with ``quant_pre_process``
+(optimisation only: symbolic shape inference cannot follow the dynamic Resize scales).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from n2nkit.export.onnx_export import save_onnx, set_metadata
+from n2nkit.export.verify import (
+    EvalSet,
+    add_noise_np,
+    mean_psnr,
+    ort_runner,
+    ort_session,
+    round_up,
+    to_nchw,
+)
+from n2nkit.runtime.metadata import INPUT_NAME, ModelMetadata
+
+CALIBRATION_CROPS = 48
+CALIBRATION_SIDE = 64
+CALIBRATION_BATCH = 8
+
+
+@dataclass
+class Int8Choice:
+    """What :func:`quantize_best` measured and kept."""
+
+    reduce_range: bool
+    psnr: dict[bool, float]  # reduce_range -> validation PSNR of that INT8 model
+    ops: dict[str, int]  # op type -> count of nodes that run on quantized inputs
+
+
+def calibration_batches(
+    noise: str,
+    size_multiple: int,
+    crops: int = CALIBRATION_CROPS,
+    side: int = CALIBRATION_SIDE,
+    seed: int = 0,
+    images: Sequence[Any] | None = None,
+) -> list[Any]:
+    """Noisy random crops of the built-in training photos, float32 N×3×S×S batches."""
+    import numpy as np
+
+    from n2nkit.training.data import load_builtin_images
+
+    photos = list(images) if images is not None else list(load_builtin_images("train"))
+    side = round_up(side, max(size_multiple, 1))
+    rng = np.random.default_rng(seed)
+    picked = []
+    for _ in range(crops):
+        photo = photos[int(rng.integers(len(photos)))]
+        h, w = photo.shape[:2]
+        if h < side or w < side:
+            reps = (-(-side // h), -(-side // w), 1)
+            photo, h, w = np.tile(photo, reps), h * reps[0], w * reps[1]
+        top, left = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
+        picked.append(photo[top : top + side, left : left + side])
+    clean = to_nchw(picked)
+    noisy = add_noise_np(clean, noise, seed)
+    return [noisy[i : i + CALIBRATION_BATCH] for i in range(0, len(noisy), CALIBRATION_BATCH)]
+
+
+def _reader(batches: list[Any]) -> Any:
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(batches)
+
+        def get_next(self) -> dict[str, Any] | None:
+            batch = next(self._it, None)
+            return None if batch is None else {INPUT_NAME: batch}
+
+    return Reader()
+
+
+def quantized_ops(model: Any) -> dict[str, int]:
+    """Op types (with counts) whose inputs come from DequantizeLinear: what runs in INT8."""
+    produced_by_dq = {
+        o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output
+    }
+    counts = collections.Counter(
+        n.op_type
+        for n in model.graph.node
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+        and any(i in produced_by_dq for i in n.input)
+    )
+    return dict(sorted(counts.items()))
+
+
+def quantize_int8(
+    source: Path,
+    path: Path,
+    metadata: ModelMetadata,
+    calibration: list[Any],
+    reduce_range: bool = False,
+) -> Path:
+    """Quantize ``source`` into ``path`` (atomic), metadata precision ``int8``."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        pre, quant = scratch / "pre.onnx", scratch / "quant.onnx"
+        quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre),
+            str(quant),
+            _reader(calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=reduce_range,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+        )
+        model = onnx.load(str(quant))
+        extra = {
+            **metadata.extra,
+            "int8_reduce_range": str(reduce_range).lower(),
+            "int8_calibration": f"minmax,{sum(len(b) for b in calibration)} crops",
+        }
+        set_metadata(model, dataclasses.replace(metadata, precision="int8", extra=extra))
+        save_onnx(model, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return path
+
+
+def quantize_best(
+    source: Path,
+    path: Path,
+    metadata: ModelMetadata,
+    calibration: list[Any],
+    evalset: EvalSet,
+    reduce_range: bool | None = None,
+) -> Int8Choice:
+    """Quantize with ``reduce_range`` given, or (None) try both and keep the higher PSNR."""
+    import onnx
+
+    path = Path(path)
+    options = [reduce_range] if reduce_range is not None else [False, True]
+    psnr: dict[bool, float] = {}
+    candidates: dict[bool, Path] = {}
+    try:
+        for option in options:
+            candidate = path.with_name(f".{path.stem}.rr{int(option)}{path.suffix}")
+            quantize_int8(source, candidate, metadata, calibration, reduce_range=option)
+            candidates[option] = candidate
+            psnr[option] = mean_psnr(ort_runner(ort_session(candidate)), evalset)
+        best = max(psnr, key=lambda o: (psnr[o], not o))
+        os.replace(candidates.pop(best), path)
+    finally:
+        for leftover in candidates.values():
+            leftover.unlink(missing_ok=True)
+    return Int8Choice(best, psnr, quantized_ops(onnx.load(str(path))))

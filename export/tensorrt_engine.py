@@ -1,0 +1,250 @@
+"""ONNX -> TensorRT engine (FP32, FP16, or INT8 from the QDQ model) with a JSON sidecar.
+
+One engine per precision holds two optimisation profiles by default, because one profile can
+not cover both workloads: TensorRT sizes activation memory for a profile's *max* shape, and a
+max of batch 400 × 2048² would need hundreds of GB.
+
+* ``patches`` (profile 0): min 1×32×32, opt 400×32×32 (the report's 32×32 batch-400 workload),
+  max 512×64×64.
+* ``photos`` (profile 1): min 1×32×32, opt 1×512×768, max 1×2048×2048 (whole photos; the
+  runtime tiles anything larger).
+
+A runtime picks the first profile whose [min, max] holds its input shape (the sidecar lists
+them) and binds an execution context to it. Shapes are N×H×W; channels come from the model.
+Builds share a timing cache file, so the second and later builds skip most kernel timing.
+
+The sidecar ``<engine>.json`` records what an engine is tied to (TensorRT version, GPU name,
+compute capability) plus precision, profiles and the :class:`ModelMetadata` props, so the
+runtime can refuse a foreign engine with "rebuild it".
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from n2nkit.errors import MissingDependencyError, UserInputError
+from n2nkit.runtime.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+
+SIDECAR_FORMAT = "n2nkit.tensorrt-engine"
+SIDECAR_VERSION = 1
+PRECISIONS = ("fp32", "fp16", "int8")
+INSTALL_HINT = (
+    "install it with `pip install 'n2nkit[gpu]'` on a machine with an NVIDIA GPU and its driver"
+)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One optimisation profile: (batch, height, width) for min, opt and max."""
+
+    name: str
+    min: tuple[int, int, int]
+    opt: tuple[int, int, int]
+    max: tuple[int, int, int]
+
+    @classmethod
+    def parse(cls, text: str) -> Profile:
+        """``NAME=NxHxW:NxHxW:NxHxW`` (min:opt:max), e.g. ``p=1x32x32:400x32x32:512x64x64``."""
+        match = re.fullmatch(
+            r"\s*([\w-]+)\s*=\s*(\d+x\d+x\d+):(\d+x\d+x\d+):(\d+x\d+x\d+)\s*", text
+        )
+        if not match:
+            raise UserInputError(
+                f"bad TensorRT profile {text!r}: expected NAME=NxHxW:NxHxW:NxHxW (min:opt:max)"
+            )
+        shapes = [tuple(int(v) for v in s.split("x")) for s in match.groups()[1:]]
+        return cls(match.group(1), *shapes)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        fmt = "x".join
+        return (
+            f"{self.name}={fmt(map(str, self.min))}:{fmt(map(str, self.opt))}:"
+            f"{fmt(map(str, self.max))}"
+        )
+
+    def validate(self, size_multiple: int, min_side: int) -> None:
+        """Raise :class:`UserInputError` unless min <= opt <= max and sides fit the model."""
+        for a, b in ((self.min, self.opt), (self.opt, self.max)):
+            if any(x > y for x, y in zip(a, b, strict=True)):
+                raise UserInputError(f"TensorRT profile {self}: needs min <= opt <= max")
+        for shape in (self.min, self.opt, self.max):
+            n, h, w = shape
+            if n < 1 or h < min_side or w < min_side or h % size_multiple or w % size_multiple:
+                raise UserInputError(
+                    f"TensorRT profile {self}: sides must be multiples of {size_multiple} "
+                    f"and at least {min_side}, batch at least 1"
+                )
+
+    def nchw(self, channels: int) -> tuple[tuple[int, ...], ...]:
+        return tuple((s[0], channels, s[1], s[2]) for s in (self.min, self.opt, self.max))
+
+    def holds(self, shape: tuple[int, ...]) -> bool:
+        n, _, h, w = shape
+        return all(lo <= v <= hi for v, lo, hi in zip((n, h, w), self.min, self.max, strict=True))
+
+
+DEFAULT_PROFILES: tuple[Profile, ...] = (
+    Profile("patches", (1, 32, 32), (400, 32, 32), (512, 64, 64)),
+    Profile("photos", (1, 32, 32), (1, 512, 768), (1, 2048, 2048)),
+)
+
+
+def require_tensorrt() -> Any:
+    """Import TensorRT and check for a CUDA GPU, or raise :class:`MissingDependencyError`."""
+    try:
+        import tensorrt as trt
+    except ImportError:
+        raise MissingDependencyError("TensorRT (Python package `tensorrt`)", INSTALL_HINT) from None
+    import torch
+
+    if not torch.cuda.is_available():
+        raise MissingDependencyError(
+            "a CUDA GPU",
+            "TensorRT engines are built and verified on an NVIDIA GPU: install the NVIDIA driver "
+            "and a CUDA build of torch, then `pip install 'n2nkit[gpu]'`",
+        )
+    return trt
+
+
+def gpu_identity() -> dict[str, str]:
+    import torch
+
+    major, minor = torch.cuda.get_device_capability(0)
+    return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}"}
+
+
+def sidecar_path(engine: Path) -> Path:
+    return Path(engine).with_name(Path(engine).name + ".json")
+
+
+def _logger(trt: Any) -> Any:
+    return trt.Logger(trt.Logger.ERROR)
+
+
+def build_engine(
+    source: Path,
+    path: Path,
+    precision: str,
+    metadata: ModelMetadata,
+    profiles: tuple[Profile, ...] = DEFAULT_PROFILES,
+    timing_cache: Path | None = None,
+    workspace_bytes: int = 4 << 30,
+) -> Path:
+    """Build ``path`` (.engine) from ``source`` (.onnx; the QDQ model for INT8) plus its sidecar.
+
+    Both files are written atomically; the timing cache is read if present and rewritten with
+    what this build learned.
+    """
+    from n2nkit.training.checkpoint import atomic_write_bytes
+
+    if precision not in PRECISIONS:
+        raise UserInputError(f"unknown TensorRT precision {precision!r}; choose {PRECISIONS}")
+    for profile in profiles:
+        profile.validate(metadata.size_multiple, metadata.min_side)
+    trt = require_tensorrt()
+    logger = _logger(trt)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(source)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"TensorRT could not parse {Path(source).name}: {errors}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_bytes)
+    if precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)  # "fp32" means FP32 arithmetic, not TF32
+    if precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)  # INT8: unquantized layers may run in FP16
+    if precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)  # explicit quantization: scales from the QDQ nodes
+    for profile in profiles:
+        shape_profile = builder.create_optimization_profile()
+        shape_profile.set_shape(INPUT_NAME, *profile.nchw(metadata.channels))
+        config.add_optimization_profile(shape_profile)
+
+    cache_data = (
+        Path(timing_cache).read_bytes() if timing_cache and Path(timing_cache).is_file() else b""
+    )
+    cache = config.create_timing_cache(cache_data)
+    config.set_timing_cache(cache, ignore_mismatch=False)
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(
+            f"TensorRT could not build a {precision} engine from {Path(source).name}"
+        )
+    engine_bytes = bytes(memoryview(serialized))
+
+    sidecar = {
+        "format": SIDECAR_FORMAT,
+        "format_version": SIDECAR_VERSION,
+        "tensorrt_version": trt.__version__,
+        **gpu_identity(),
+        "precision": precision,
+        "input": INPUT_NAME,
+        "output": OUTPUT_NAME,
+        "profiles": [
+            {"index": i, **asdict(p), "nchw": p.nchw(metadata.channels)}
+            for i, p in enumerate(profiles)
+        ],
+        "metadata": metadata.to_props(),
+        "source": Path(source).name,
+    }
+    atomic_write_bytes(Path(path), lambda f: f.write(engine_bytes))
+    text = json.dumps(sidecar, indent=2, default=list).encode()
+    atomic_write_bytes(sidecar_path(path), lambda f: f.write(text))
+    if timing_cache:
+        learned = bytes(memoryview(config.get_timing_cache().serialize()))
+        atomic_write_bytes(Path(timing_cache), lambda f: f.write(learned))
+    return Path(path)
+
+
+class EngineRunner:
+    """Run an engine on float32 N×C×H×W numpy arrays (for verification), one context per profile."""
+
+    def __init__(self, path: Path) -> None:
+        import torch
+
+        trt = require_tensorrt()
+        self._torch = torch
+        self._logger = _logger(trt)
+        self._runtime = trt.Runtime(self._logger)
+        self.engine = self._runtime.deserialize_cuda_engine(Path(path).read_bytes())
+        if self.engine is None:
+            raise RuntimeError(f"TensorRT could not load {Path(path).name}: rebuild it")
+        info = json.loads(sidecar_path(path).read_text())
+        self.profiles = [
+            Profile(p["name"], tuple(p["min"]), tuple(p["opt"]), tuple(p["max"]))
+            for p in info["profiles"]
+        ]
+        self._stream = torch.cuda.Stream()
+        self._contexts: dict[int, Any] = {}
+
+    def _context(self, index: int) -> Any:
+        if index not in self._contexts:
+            context = self.engine.create_execution_context()
+            context.set_optimization_profile_async(index, self._stream.cuda_stream)
+            self._contexts[index] = context
+        return self._contexts[index]
+
+    def __call__(self, x: Any) -> Any:
+        torch = self._torch
+        index = next((i for i, p in enumerate(self.profiles) if p.holds(x.shape)), None)
+        if index is None:
+            raise ValueError(f"input shape {x.shape} is outside every profile of this engine")
+        context = self._context(index)
+        context.set_input_shape(INPUT_NAME, tuple(x.shape))
+        with torch.cuda.stream(self._stream):  # copies and execution on one stream: no race
+            inp = torch.from_numpy(x).to("cuda").contiguous()
+            out = torch.empty(tuple(context.get_tensor_shape(OUTPUT_NAME)), device="cuda")
+            context.set_tensor_address(INPUT_NAME, inp.data_ptr())
+            context.set_tensor_address(OUTPUT_NAME, out.data_ptr())
+            if not context.execute_async_v3(self._stream.cuda_stream):
+                raise RuntimeError("TensorRT execution failed")
+        self._stream.synchronize()
+        return out.cpu().numpy()

@@ -1,0 +1,157 @@
+"""``n2nkit export``: checkpoint -> verified ONNX / INT8 / FP16 / ORT / TensorRT artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ADVANCED = "Advanced"
+TRT_PANEL = "TensorRT"
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def export(
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            help="Run folder (uses best.pt, else last.pt) or checkpoint file.", show_default=False
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the artifacts.")] = Path(
+        "artifacts"
+    ),
+    int8: Annotated[bool, typer.Option("--int8", help="Static INT8 (QDQ) ONNX model.")] = False,
+    fp16: Annotated[bool, typer.Option("--fp16", help="FP16 ONNX model (float32 I/O).")] = False,
+    ort: Annotated[
+        bool, typer.Option("--ort", help="ORT-format copies (.ort) for ONNX Runtime Mobile.")
+    ] = False,
+    trt: Annotated[
+        bool,
+        typer.Option(
+            "--trt",
+            help="TensorRT engines (needs TensorRT and an NVIDIA GPU).",
+            rich_help_panel=TRT_PANEL,
+        ),
+    ] = False,
+    trt_precision: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trt-precision",
+            help="Engine precision(s): fp32, fp16, int8 (repeatable; default all three).",
+            rich_help_panel=TRT_PANEL,
+        ),
+    ] = None,
+    trt_profile: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trt-profile",
+            help="Optimisation profile NAME=NxHxW:NxHxW:NxHxW (min:opt:max; repeatable). "
+            "Default: patches=1x32x32:400x32x32:512x64x64 and "
+            "photos=1x32x32:1x512x768:1x2048x2048.",
+            rich_help_panel=TRT_PANEL,
+        ),
+    ] = None,
+    timing_cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="TensorRT timing cache to reuse across builds "
+            "(default: OUT/tensorrt.timing.cache).",
+            rich_help_panel=TRT_PANEL,
+        ),
+    ] = None,
+    reduce_range: Annotated[
+        str,
+        typer.Option(
+            help="INT8 7-bit weights: auto (measure both, keep the better), on, off.",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = "auto",
+    opset: Annotated[
+        int, typer.Option(help="ONNX opset (17 or newer).", rich_help_panel=ADVANCED)
+    ] = 17,
+    seed: Annotated[
+        int,
+        typer.Option(help="Seed of the parity inputs and noise draws.", rich_help_panel=ADVANCED),
+    ] = 0,
+) -> None:
+    """Export a checkpoint and verify every artifact against PyTorch before reporting it.
+
+    Ends with a table: ✅ passed, ❎ exported but failed verification (deleted), ❌ export
+    failed. Exits non-zero unless every artifact passed.
+    """
+    from n2nkit.clitools import console
+    from n2nkit.errors import UnknownNameError, VerificationError
+    from n2nkit.export.pipeline import export_checkpoint
+    from n2nkit.export.tensorrt_engine import DEFAULT_PROFILES, PRECISIONS, Profile
+
+    modes = {"auto": None, "on": True, "off": False}
+    if reduce_range not in modes:
+        raise UnknownNameError("--reduce-range value", reduce_range, list(modes))
+    for p in trt_precision or []:
+        if p not in PRECISIONS:
+            raise UnknownNameError("TensorRT precision", p, PRECISIONS)
+    profiles = tuple(Profile.parse(p) for p in trt_profile) if trt_profile else DEFAULT_PROFILES
+
+    with console.status("exporting") as status:
+        rows = export_checkpoint(
+            checkpoint,
+            out,
+            int8=int8,
+            fp16=fp16,
+            ort=ort,
+            trt=trt,
+            opset=opset,
+            reduce_range=modes[reduce_range],
+            trt_precisions=tuple(trt_precision or PRECISIONS),
+            trt_profiles=profiles,
+            timing_cache=timing_cache,
+            seed=seed,
+            progress=lambda message: status.update(f"exporting {message}"),
+        )
+
+    print_results(rows, out)
+    failed = [r for r in rows if not r.passed]
+    if failed:
+        raise VerificationError(
+            f"{len(failed)} of {len(rows)} artifacts did not pass: "
+            + ", ".join(f"{r.name} ({r.status.value})" for r in failed)
+        )
+
+
+def print_results(rows: list, out: Path) -> None:
+    """The export table: one row per artifact (shared with ``n2nkit pipeline``)."""
+    from rich.table import Table
+
+    from n2nkit.clitools import console
+
+    table = Table(title=f"n2nkit export -> {out}")
+    table.add_column("", no_wrap=True)
+    table.add_column("artifact", no_wrap=True)
+    table.add_column("precision")
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("max error vs PyTorch")
+    table.add_column("PSNR Δ (dB)")
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("note", overflow="fold")
+    for row in rows:
+        note = row.message
+        if row.passed and "reduce_range" in row.details:
+            note = f"reduce_range={str(row.details['reduce_range']).lower()}"
+        table.add_row(
+            row.status.symbol,
+            row.name,
+            row.precision,
+            _size(row.size_bytes),
+            "-" if row.max_abs_error is None else f"{row.max_abs_error:.2e}",
+            "-" if row.psnr_change is None else f"{row.psnr_change:+.3f}",
+            f"{row.seconds:.1f} s",
+            note,
+        )
+    console.print(table)
