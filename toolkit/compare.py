@@ -207,6 +207,7 @@ def compare(
     *,
     budget_s: float = 3.0,
     min_runs: int = 3,
+    warmup: int = 2,
     baselines: list[str] | None = None,
     seed: int = 0,
     on_step: Callable[[str], None] | None = None,
@@ -251,6 +252,7 @@ def compare(
                         "noises": noises,
                         "budget_s": budget_s,
                         "min_runs": min_runs,
+                        "warmup": warmup,
                     }
                 )
                 row.status = result["status"]
@@ -273,6 +275,7 @@ def compare(
             "seed": seed,
             "latency_budget_s_per_size": budget_s,
             "min_runs": min_runs,
+            "warmup_runs": warmup,
             "reference_size": list(REFERENCE_SIZE),
         },
         rows=rows,

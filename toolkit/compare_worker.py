@@ -7,8 +7,8 @@ imports only numpy and ``n2nkit.runtime``, as an app that embeds the runtime wou
 
 The job file holds: artifact, backend, threads, sizes [[h, w, n], ...], data (an .npz with
 ``clean_<i>`` and ``noisy_<noise-index>_<i>`` float32 H×W×3 arrays), noises, budget_s,
-min_runs. The result (JSON on stdout) holds status, reason, backend, psnr, per-image latency,
-latency per size and peak_rss_mb.
+min_runs, warmup. The result (JSON on stdout) holds status, reason, backend, psnr,
+per-image latency, latency per size and peak_rss_mb.
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                 lambda image=image: denoiser(image),
                 budget_s=job["budget_s"],
                 min_runs=job["min_runs"],
+                warmup=job.get("warmup", 2),
             )
         else:
             batch = np.stack([_tile_to(source[i:], h, w) for i in range(n)])
@@ -89,6 +90,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
                 lambda batch=batch: denoiser.batch(batch),
                 budget_s=job["budget_s"],
                 min_runs=job["min_runs"],
+                warmup=job.get("warmup", 2),
             )
         entry = stats.as_dict()
         entry["mpx_per_s"] = h * w * n / 1e6 / (stats.p50_ms / 1e3)

@@ -12,13 +12,13 @@ ADVANCED = "Measurement"
 
 def compare(
     models: Annotated[
-        list[str],
+        list[str] | None,
         typer.Argument(
             help="Export folders (from `n2nkit export`), .onnx files, or shipped model names "
             "(n2n, truncated).",
             show_default=False,
         ),
-    ],
+    ] = None,
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Folder for report.{json,csv,md} and the plot.")
     ] = Path("compare-report"),
@@ -52,13 +52,15 @@ def compare(
     min_runs: Annotated[
         int, typer.Option(help="Timed runs per input size, at least.", rich_help_panel=ADVANCED)
     ] = 3,
+    warmup: Annotated[
+        int, typer.Option(help="Untimed runs before timing.", rich_help_panel=ADVANCED)
+    ] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the noise draws.")] = 0,
     list_targets: Annotated[
         bool, typer.Option("--list-targets", help="List the targets and exit.")
     ] = False,
 ) -> None:
-    """Measure each model on each deployment target and write a report (table, JSON, CSV,
-    Markdown, PSNR-vs-latency plot)."""
+    """PSNR and latency of each model on each deployment target, with a report and a plot."""
     from n2nkit.clitools import console
     from n2nkit.errors import UserInputError
     from n2nkit.targets import TARGETS, select_targets
@@ -66,8 +68,10 @@ def compare(
     if list_targets:
         _print_targets(console, TARGETS)
         return
-    if budget <= 0 or min_runs < 1:
-        raise UserInputError("--budget must be > 0 and --min-runs >= 1")
+    if not models:
+        raise UserInputError("name at least one model: an export folder, a .onnx file or n2n")
+    if budget < 0 or min_runs < 1 or warmup < 0:
+        raise UserInputError("--budget must be >= 0, --min-runs >= 1 and --warmup >= 0")
     from n2nkit.baselines import BASELINES
 
     baseline_names = [] if no_baselines else (baseline or [b.name for b in BASELINES])
@@ -84,6 +88,7 @@ def compare(
         baseline_names,
         budget=budget,
         min_runs=min_runs,
+        warmup=warmup,
         seed=seed,
     )
 
@@ -97,6 +102,7 @@ def run_compare(
     *,
     budget: float,
     min_runs: int,
+    warmup: int = 2,
     seed: int = 0,
 ) -> dict[str, Path]:
     """Shared by ``compare`` and ``pipeline``: measure with a spinner, print, write files."""
@@ -114,6 +120,7 @@ def run_compare(
             noises,
             budget_s=budget,
             min_runs=min_runs,
+            warmup=warmup,
             baselines=baselines,
             seed=seed,
             on_step=lambda msg: status.update(f"measuring: {msg}"),
@@ -158,7 +165,8 @@ def _print_report(console, report) -> None:
             f"{r.psnr_delta[noise]:+.2f}" if noise in r.psnr_delta else "–",
             f"{stats['p50_ms']:.1f}" if stats else "–",
             f"{stats['mpx_per_s']:.2f}" if stats else "–",
-            "✅" if r.status == "measured" else f"{'⏭' if r.status == 'skipped' else '❌'} "
-            f"{r.reason}",
+            "✅"
+            if r.status == "measured"
+            else f"{'⏭' if r.status == 'skipped' else '❌'} {r.reason}",
         )
     console.print(table)

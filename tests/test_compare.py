@@ -1,0 +1,98 @@
+"""``n2nkit compare`` on a small trained model: every file written, CPU rows measured, GPU rows
+skipped with a reason, baselines in the same table."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from n2nkit.cli import app
+from n2nkit.errors import UnknownNameError
+from n2nkit.targets import TARGETS, select_targets
+
+runner = CliRunner()
+
+
+def test_targets_cover_the_three_groups() -> None:
+    groups = {t.group for t in TARGETS}
+    assert groups == {"desktop-gpu", "desktop-cpu", "mobile-like"}
+    mobile = select_targets(["mobile-like"])
+    assert {t.artifact for t in mobile} >= {"int8", "fp16", "ort"}
+    assert {t.threads for t in mobile} == {1, 2}
+    assert any((32, 32, 400) in t.sizes for t in mobile)  # the report's own workload
+
+
+def test_unknown_target_lists_the_choices() -> None:
+    with pytest.raises(UnknownNameError, match="mobile-like"):
+        select_targets(["phone"])
+
+
+def test_compare_cli_rejects_bad_input(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["compare", str(tmp_path / "missing"), "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "neither an export folder" in result.output
+    result = runner.invoke(app, ["compare", "n2n", "--target", "phone"])
+    assert result.exit_code == 2 and "unknown target" in result.output
+
+
+@pytest.fixture(scope="module")
+def report_dir(exported_n2n: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("report")
+    args = ["compare", str(exported_n2n), "--out", str(out), "--noise", "gaussian:25"]
+    for target in ("cpu-fp32", "mobile-int8-1t", "mobile-fp32-1t", "gpu-trt-fp16", "gpu-ort-cuda"):
+        args += ["--target", target]
+    args += ["--baseline", "nlm", "--budget", "0", "--min-runs", "1", "--warmup", "0"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_compare_writes_every_file(report_dir: Path) -> None:
+    for name in ("report.json", "report.csv", "report.md", "psnr_vs_latency.png"):
+        assert (report_dir / name).stat().st_size > 0, name
+    assert (report_dir / "psnr_vs_latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cpu_rows_are_measured_and_gpu_rows_skipped_with_reason(report_dir: Path) -> None:
+    report = json.loads((report_dir / "report.json").read_text())
+    rows = {(r["model"], r["target"]): r for r in report["rows"]}
+    cpu = next(r for (m, t), r in rows.items() if t == "cpu-fp32")
+    assert cpu["status"] == "measured"
+    assert cpu["psnr"]["gaussian:25"] > 22.0  # clean of noise: the noisy input is ~20 dB
+    assert cpu["psnr_delta"]["gaussian:25"] == 0.0  # it is its own FP32 reference
+    assert cpu["latency"]["1080x1920x1"]["runs"] >= 1
+    assert cpu["latency"]["1080x1920x1"]["mpx_per_s"] > 0
+    assert cpu["peak_rss_mb"] > 10
+    int8 = next(r for (m, t), r in rows.items() if t == "mobile-int8-1t")
+    assert int8["status"] == "measured"
+    assert set(int8["latency"]) >= {"512x512x1", "720x1280x1", "32x32x400"}
+    assert abs(int8["psnr_delta"]["gaussian:25"]) < 1.0
+    for target in ("gpu-trt-fp16", "gpu-ort-cuda"):
+        row = next(r for (m, t), r in rows.items() if t == target)
+        assert row["status"] == "skipped" and row["reason"], row
+    nlm = rows[("nlm", "cpu-python")]
+    assert nlm["status"] == "measured" and nlm["psnr"]["gaussian:25"] > 25.0
+
+
+def test_report_names_the_machine_and_states_findings(report_dir: Path) -> None:
+    report = json.loads((report_dir / "report.json").read_text())
+    assert report["machine"]["cpu"] and report["machine"]["cores"] >= 1
+    assert "onnxruntime" in report["machine"]["packages"]
+    assert any("INT8 vs FP32" in f for f in report["findings"])
+    assert any("vs nlm" in f for f in report["findings"])
+    md = (report_dir / "report.md").read_text()
+    assert report["machine"]["cpu"] in md and "## Findings" in md
+    assert "skipped" in md
+
+
+def test_csv_has_one_line_per_measurement(report_dir: Path) -> None:
+    with open(report_dir / "report.csv", newline="") as f:
+        lines = list(csv.DictReader(f))
+    report = json.loads((report_dir / "report.json").read_text())
+    expected = sum(max(1, len(r["psnr"])) * max(1, len(r["latency"])) for r in report["rows"])
+    assert len(lines) == expected
+    assert {line["status"] for line in lines} == {"measured", "skipped"}
