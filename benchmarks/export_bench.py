@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import statistics
 import sys
 import time
 from pathlib import Path
+
+from mdsection import replace_section
 
 CASES = {"photo 1×256×384": (1, 256, 384), "patches 400×32×32": (400, 32, 32)}
 THREADS = (1, 2)
@@ -66,18 +67,6 @@ def section(rows: list[dict], machine: str, source: str) -> str:
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
 
 
-def replace_section(md: Path, text: str) -> None:
-    old = md.read_text() if md.exists() else "# Benchmarks\n"
-    pattern = re.compile(r"^## Export\n.*?(?=^## |\Z)", re.S | re.M)
-    new = (
-        pattern.sub(lambda _m: text + "\n", old)
-        if pattern.search(old)
-        else old.rstrip() + "\n\n" + text
-    )
-    md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(new)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path)
@@ -118,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     text = section(rows, machine, str(args.checkpoint))
     print(text)
     if args.md:
-        replace_section(args.md, text)
+        replace_section(args.md, "Export", text)
     return 0
 
 

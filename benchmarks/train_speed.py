@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import tempfile
 from pathlib import Path
+
+from mdsection import replace_section
 
 CPU_EPOCH = 800  # 2 batches of 400: a few minutes for all variants on 2 cores
 CUDA_EPOCH = 50_000  # the report's epoch
@@ -82,15 +83,6 @@ def section(rows: list[dict], where: str, batch_size: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def replace_section(md: Path, text: str) -> None:
-    old = md.read_text(encoding="utf-8") if md.exists() else "# Benchmarks\n\n"
-    pattern = re.compile(r"^## Training speed\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda _m: text + "\n", old) if pattern.search(old) else old + "\n" + text
-    tmp = md.with_suffix(".md.tmp")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, md)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default="all", help="comma list or all")
@@ -126,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             msg += f"  ({verdict} the <= 1 s target for a 50,000-pair n2n epoch)"
         print(msg, flush=True)
     if args.md:
-        replace_section(args.md, section(rows, where, args.batch_size))
+        replace_section(args.md, "Training speed", section(rows, where, args.batch_size))
         print(f"wrote the Training speed section of {args.md}")
     return 0
 

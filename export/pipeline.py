@@ -319,7 +319,14 @@ def _export_engines(
 ) -> None:
     import dataclasses
 
-    from n2nkit.export.tensorrt_engine import EngineRunner, build_engine, sidecar_path
+    from n2nkit.export.tensorrt_engine import build_engine
+    from n2nkit.runtime.denoiser import Denoiser
+    from n2nkit.runtime.trt_backend import TrtBackend, sidecar_path
+
+    def engine_runner(path: Path) -> verify.Runner:
+        # Through the runtime, as apps will run it; the Denoiser splits batches that exceed
+        # the engine's optimisation profiles.
+        return Denoiser(TrtBackend(path)).denoise_planes
 
     cache = Path(timing_cache) if timing_cache else ctx.out_dir / TIMING_CACHE
     for precision in precisions:
@@ -346,7 +353,7 @@ def _export_engines(
             lambda p, s=source.path, m=meta, q=precision: build_engine(
                 s, p, q, m, tuple(profiles), cache
             ),
-            lambda p: EngineRunner(p),
+            engine_runner,
             sidecars=(sidecar_path(Path(name)).name,),
             reference_psnr=ctx.fp32_psnr,
         )

@@ -15,7 +15,8 @@ Builds share a timing cache file, so the second and later builds skip most kerne
 
 The sidecar ``<engine>.json`` records what an engine is tied to (TensorRT version, GPU name,
 compute capability) plus precision, profiles and the :class:`ModelMetadata` props, so the
-runtime can refuse a foreign engine with "rebuild it".
+runtime (:mod:`n2nkit.runtime.trt_backend`, which also runs the verification) can refuse a
+foreign engine with "rebuild it".
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from typing import Any
 
 from n2nkit.errors import MissingDependencyError, UserInputError
 from n2nkit.runtime.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from n2nkit.runtime.trt_backend import SIDECAR_FORMAT, sidecar_path
 
-SIDECAR_FORMAT = "n2nkit.tensorrt-engine"
 SIDECAR_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
 INSTALL_HINT = (
@@ -117,10 +118,6 @@ def gpu_identity() -> dict[str, str]:
     return {"gpu": torch.cuda.get_device_name(0), "compute_capability": f"{major}.{minor}"}
 
 
-def sidecar_path(engine: Path) -> Path:
-    return Path(engine).with_name(Path(engine).name + ".json")
-
-
 def _logger(trt: Any) -> Any:
     return trt.Logger(trt.Logger.ERROR)
 
@@ -202,49 +199,3 @@ def build_engine(
         learned = bytes(memoryview(config.get_timing_cache().serialize()))
         atomic_write_bytes(Path(timing_cache), lambda f: f.write(learned))
     return Path(path)
-
-
-class EngineRunner:
-    """Run an engine on float32 N×C×H×W numpy arrays (for verification), one context per profile."""
-
-    def __init__(self, path: Path) -> None:
-        import torch
-
-        trt = require_tensorrt()
-        self._torch = torch
-        self._logger = _logger(trt)
-        self._runtime = trt.Runtime(self._logger)
-        self.engine = self._runtime.deserialize_cuda_engine(Path(path).read_bytes())
-        if self.engine is None:
-            raise RuntimeError(f"TensorRT could not load {Path(path).name}: rebuild it")
-        info = json.loads(sidecar_path(path).read_text())
-        self.profiles = [
-            Profile(p["name"], tuple(p["min"]), tuple(p["opt"]), tuple(p["max"]))
-            for p in info["profiles"]
-        ]
-        self._stream = torch.cuda.Stream()
-        self._contexts: dict[int, Any] = {}
-
-    def _context(self, index: int) -> Any:
-        if index not in self._contexts:
-            context = self.engine.create_execution_context()
-            context.set_optimization_profile_async(index, self._stream.cuda_stream)
-            self._contexts[index] = context
-        return self._contexts[index]
-
-    def __call__(self, x: Any) -> Any:
-        torch = self._torch
-        index = next((i for i, p in enumerate(self.profiles) if p.holds(x.shape)), None)
-        if index is None:
-            raise ValueError(f"input shape {x.shape} is outside every profile of this engine")
-        context = self._context(index)
-        context.set_input_shape(INPUT_NAME, tuple(x.shape))
-        with torch.cuda.stream(self._stream):  # copies and execution on one stream: no race
-            inp = torch.from_numpy(x).to("cuda").contiguous()
-            out = torch.empty(tuple(context.get_tensor_shape(OUTPUT_NAME)), device="cuda")
-            context.set_tensor_address(INPUT_NAME, inp.data_ptr())
-            context.set_tensor_address(OUTPUT_NAME, out.data_ptr())
-            if not context.execute_async_v3(self._stream.cuda_stream):
-                raise RuntimeError("TensorRT execution failed")
-        self._stream.synchronize()
-        return out.cpu().numpy()

@@ -44,3 +44,47 @@ def exported_n2n_results(trained_n2n_run: Path, tmp_path_factory: pytest.TempPat
 def exported_n2n(exported_n2n_results) -> Path:
     """The export folder of the small trained n2n."""
     return exported_n2n_results[0]
+
+
+def make_onnx_model(
+    path: Path,
+    *,
+    metadata: dict[str, str] | None = None,
+    input_name: str = "noisy",
+    output_name: str = "denoised",
+    channels: int = 3,
+    op: str = "Identity",
+) -> Path:
+    """A tiny real ONNX model (``Identity`` by default) with n2nkit metadata.
+
+    An identity "denoiser" lets tests check the runtime's padding, tiling, blending and dtype
+    handling exactly: whatever goes in must come back bit for bit.
+    """
+    import onnx
+    from onnx import TensorProto, helper
+
+    shape = ["batch", channels, "height", "width"]
+    graph = helper.make_graph(
+        [helper.make_node(op, [input_name], [output_name])],
+        "n2nkit-test",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, shape)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    props = (
+        {"n2nkit.variant": "identity", "n2nkit.size_multiple": "8", "n2nkit.min_side": "8"}
+        if metadata is None
+        else metadata
+    )
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture
+def identity_model(tmp_path: Path) -> Path:
+    """An identity ONNX model with size multiple 8 (see :func:`make_onnx_model`)."""
+    return make_onnx_model(tmp_path / "identity.onnx")

@@ -183,3 +183,23 @@ def test_parse_duration(text: str, seconds: float) -> None:
 def test_parse_duration_refuses_nonsense() -> None:
     with pytest.raises(UserInputError, match="10m"):
         parse_duration("ten minutes")
+
+
+def test_precision_choices_on_the_cpu() -> None:
+    from n2nkit.sysinfo import cpu_flags
+
+    cpu = torch.device("cpu")
+    assert trainer.autocast_dtype("fp32", cpu) is None
+    assert trainer.autocast_dtype("bf16", cpu) is torch.bfloat16
+    native = bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
+    assert trainer.autocast_dtype("auto", cpu) is (torch.bfloat16 if native else None)
+    with pytest.raises(UserInputError, match="fp16 needs a CUDA GPU"):
+        trainer.autocast_dtype("fp16", cpu)
+    with pytest.raises(UnknownNameError, match="precision"):
+        TrainConfig(precision="fp8").validate()
+
+
+def test_bf16_training_step_runs_and_records_its_precision(tmp_path: Path) -> None:
+    result = train(TrainConfig(epochs=1, precision="bf16", out=tmp_path / "r", **TINY), False)
+    assert result.history[-1]["precision"] == "bfloat16"
+    assert result.best_val_psnr > 0

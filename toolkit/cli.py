@@ -7,6 +7,7 @@ import typer
 from n2nkit import __version__
 from n2nkit.clitools import guard
 from n2nkit.commands import compare as compare_cmd
+from n2nkit.commands import denoise as denoise_cmd
 from n2nkit.commands import export as export_cmd
 from n2nkit.commands import models as models_cmd
 from n2nkit.commands import pipeline as pipeline_cmd
@@ -39,6 +40,7 @@ def _root(
 app.command("models")(guard(models_cmd.models))
 app.command("train")(guard(train_cmd.train))
 app.command("export")(guard(export_cmd.export))
+app.command("denoise")(guard(denoise_cmd.denoise))
 app.command("compare")(guard(compare_cmd.compare))
 app.command("pipeline")(guard(pipeline_cmd.pipeline))
 

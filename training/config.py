@@ -12,6 +12,7 @@ from n2nkit.errors import UnknownNameError, UserInputError
 
 TARGETS = ("noisy", "clean")
 LOSSES = ("mse", "l1")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -19,7 +20,10 @@ class TrainConfig:
     """Everything a run needs; saved as a plain dict in every checkpoint.
 
     Defaults follow the report: Adam β=(0.9, 0.99), lr 1e-3 ×0.1 every 10 epochs, MSE, batch
-    400, 32×32 crops, epochs of 50,000 pairs. ``epochs`` counts the run's total epochs;
+    400, 32×32 crops, epochs of 50,000 pairs. ``precision`` is the autocast dtype of the
+    forward pass (weights and optimizer stay float32): ``auto`` picks bf16 where the hardware
+    runs it natively (recent NVIDIA GPUs; CPUs with AVX512-BF16 or AMX), fp16 on older GPUs,
+    else fp32. ``epochs`` counts the run's total epochs;
     ``budget_s`` is the wall-clock limit of one invocation (training stops mid-epoch when it runs
     out, then validates and saves). ``out`` is accepted as an alias of ``out_dir``.
     """
@@ -46,6 +50,7 @@ class TrainConfig:
     overwrite: bool = False
     val_size: int = 1000
     num_threads: int | None = None
+    precision: str = "auto"
     variant_kwargs: dict[str, Any] = field(default_factory=dict)
     out: InitVar[Path | None] = None
 
@@ -70,6 +75,8 @@ class TrainConfig:
             raise UnknownNameError("target", self.target, TARGETS)
         if self.loss not in LOSSES:
             raise UnknownNameError("loss", self.loss, LOSSES)
+        if self.precision not in PRECISIONS:
+            raise UnknownNameError("precision", self.precision, PRECISIONS)
         positive = {
             "epoch_size": self.epoch_size,
             "batch_size": self.batch_size,

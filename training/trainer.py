@@ -93,6 +93,35 @@ def versions() -> dict[str, str]:
     }
 
 
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device`` (None: plain float32).
+
+    ``auto`` takes bf16 where the hardware runs it natively, which about doubles training
+    speed on such CPUs as well as GPUs; fp16 needs a GPU (and a gradient scaler).
+    """
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        bf16_ok = torch.cuda.is_bf16_supported()
+        if precision == "auto":
+            return torch.bfloat16 if bf16_ok else torch.float16
+        if precision == "bf16" and not bf16_ok:
+            raise UserInputError("--precision bf16: this GPU has no bfloat16; use fp16 or fp32")
+        return torch.bfloat16 if precision == "bf16" else torch.float16
+    if device.type != "cpu":
+        if precision == "auto":
+            return None
+        raise UserInputError(f"--precision {precision} is supported on cpu and cuda only")
+    if precision == "fp16":
+        raise UserInputError("--precision fp16 needs a CUDA GPU; on the CPU use bf16 or fp32")
+    if precision == "auto":
+        from n2nkit.sysinfo import cpu_flags
+
+        native = {"avx512_bf16", "amx_bf16"} & cpu_flags()
+        return torch.bfloat16 if native else None
+    return torch.bfloat16
+
+
 @dataclass
 class ValSet:
     noisy: torch.Tensor  # float N×C×S×S on the device, clipped + quantized
@@ -128,13 +157,12 @@ def build_val_set(
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, val: ValSet, amp: torch.autocast | None = None) -> float:
+def validate(model: torch.nn.Module, val: ValSet) -> float:
     """Mean over images of each denoised image's PSNR (output clipped to [0, 1])."""
     model.eval()
     scores = []
     for i in range(0, len(val.noisy), VAL_BATCH):
-        with amp if amp is not None else _null():
-            out = model(val.noisy[i : i + VAL_BATCH])
+        out = model(val.noisy[i : i + VAL_BATCH])
         scores.append(psnr(out.float().clamp(0.0, 1.0), val.clean[i : i + VAL_BATCH]))
     model.train()
     return float(torch.cat(scores).mean())
@@ -189,6 +217,7 @@ def settle_config(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | No
     saved.out_dir = out
     saved.device = config.device
     saved.num_threads = config.num_threads
+    saved.precision = config.precision
     saved.resume = True
     if config.epochs is not None or config.budget_s is not None:
         saved.epochs, saved.budget_s = config.epochs, config.budget_s
@@ -245,9 +274,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     # -- optimizer, schedule, mixed precision (the report's recipe) ------------------------
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma)
-    amp_dtype = None
-    if cuda:
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    amp_dtype = autocast_dtype(config.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
     criterion = F.mse_loss if config.loss == "mse" else F.l1_loss
 
@@ -354,7 +381,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
                 scheduler.step()
 
                 # validation, metrics line, checkpoints
-                val_psnr = validate(model, val, autocast() if amp_dtype else None)
+                val_psnr = validate(model, val)  # float32: the figure export will reproduce
                 improved = val_psnr > best_psnr
                 best_psnr = max(best_psnr, val_psnr)
                 record = {
@@ -370,6 +397,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
                     "epoch_s": time.monotonic() - epoch_start,
                     "elapsed_s": elapsed_before + time.monotonic() - start,
                     "device": str(device),
+                    "precision": str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32",
                     "partial": out_of_time,
                 }
                 history.append(record)

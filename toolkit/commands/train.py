@@ -110,6 +110,14 @@ def train(
     threads: Annotated[
         int | None, typer.Option(help="CPU threads for torch.", rich_help_panel=ADVANCED)
     ] = None,
+    precision: Annotated[
+        str,
+        typer.Option(
+            help="Forward-pass precision: auto (bf16 where the GPU or CPU runs it natively), "
+            "fp32, bf16, fp16 (GPU).",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = "auto",
     progress: Annotated[
         bool, typer.Option(help="Show the progress bar.", rich_help_panel=ADVANCED)
     ] = True,
@@ -147,6 +155,7 @@ def train(
                 overwrite=overwrite,
                 val_size=val_size,
                 num_threads=threads,
+                precision=precision,
             ).validate()
         )
     from n2nkit.training.trainer import train as run_training

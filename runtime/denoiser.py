@@ -1,0 +1,251 @@
+"""``Denoiser``: what an app embeds. Load a model once, call it on images of any size.
+
+    from n2nkit.runtime import Denoiser
+
+    denoiser = Denoiser.load()              # the shipped n2n model, best backend available
+    clean = denoiser(noisy)                 # H×W×C uint8/uint16/float -> same shape and dtype
+    print(denoiser.backend)                 # "ort-cpu", "ort-cuda" or "trt"
+
+``backend="auto"`` prefers a TensorRT engine, then onnxruntime on CUDA, then on the CPU, and
+keeps in :attr:`Denoiser.notes` why it passed over the ones it did not take. Images are padded
+by reflection to the model's size multiple and cropped back; an image whose side exceeds
+``tile`` is processed in overlapping tiles blended together (see :mod:`.tiling`), so memory
+stays bounded by the tile size. A ``Denoiser`` keeps no per-call state: calling it from several
+threads is safe.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from n2nkit.errors import MissingDependencyError, ModelFormatError, UnknownNameError, UserInputError
+from n2nkit.runtime.backend import BACKENDS, Backend
+from n2nkit.runtime.pixels import describe, fit_channels, from_planes, to_planes, unfit_channels
+from n2nkit.runtime.tiling import pad_to, round_up, run_tiled
+
+DEFAULT_TILE = 1024  # sides above this are tiled: about 1 MP per call
+DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles, blended
+ENGINES = ("model.fp16.engine", "model.fp32.engine", "model.int8.engine")  # auto's preference
+ONNX_FILES = ("model.onnx", "model.ort")
+MODEL_SUFFIXES = (".onnx", ".ort", ".engine")
+
+
+def resolve_model_path(model: str | Path | None) -> Path:
+    """A model file, an export folder, or a shipped model's name (None: the default one)."""
+    from n2nkit.runtime.shipped import DEFAULT_MODEL, shipped_model_names, shipped_model_path
+
+    if model is None:
+        return shipped_model_path(DEFAULT_MODEL)
+    path = Path(model)
+    if path.is_dir():
+        return path
+    if path.is_file():
+        if path.suffix.lower() not in MODEL_SUFFIXES:
+            raise ModelFormatError(f"{path} is not a model file (.onnx, .ort or .engine)")
+        return path
+    if str(model) in shipped_model_names():
+        return shipped_model_path(str(model))
+    shipped = ", ".join(shipped_model_names()) or "none installed"
+    raise UserInputError(
+        f"model not found: {model} (give a .onnx, .ort or .engine file, an export folder, or a "
+        f"shipped model: {shipped})"
+    )
+
+
+def _candidates(path: Path, backend: str) -> list[tuple[str, Path]]:
+    """(backend, file) pairs to try in order for ``backend`` (``auto`` lists several)."""
+    from n2nkit.runtime.ort_backend import cuda_provider_available
+
+    if path.is_dir():
+        engines = [path / n for n in ENGINES if (path / n).is_file()]
+        onnx = next((path / n for n in ONNX_FILES if (path / n).is_file()), None)
+        if backend == "trt" and not engines:
+            raise ModelFormatError(
+                f"{path} holds no TensorRT engine: build one with `n2nkit export --trt`"
+            )
+        if backend.startswith("ort") and onnx is None:
+            raise ModelFormatError(f"{path} holds no model.onnx: run `n2nkit export` into it")
+        if not engines and onnx is None:
+            raise ModelFormatError(f"{path} holds no n2nkit model (model.onnx or model.*.engine)")
+    elif path.suffix.lower() == ".engine":
+        if backend.startswith("ort"):
+            raise UserInputError(
+                f"{path.name} is a TensorRT engine: use --backend trt (or auto), or give the "
+                ".onnx model to onnxruntime"
+            )
+        engines, onnx = [path], None
+    else:
+        if backend == "trt":
+            raise UserInputError(
+                f"--backend trt runs TensorRT engines (.engine); {path.name} is ONNX: build an "
+                "engine with `n2nkit export --trt`, or use ort-cuda / ort-cpu"
+            )
+        engines, onnx = [], path
+    if backend == "trt":
+        return [("trt", e) for e in engines]
+    if backend != "auto":
+        return [(backend, onnx)] if onnx is not None else []
+    tries = [("trt", e) for e in engines]
+    if onnx is not None:
+        tries += [("ort-cuda", onnx)] if cuda_provider_available() else []
+        tries += [("ort-cpu", onnx)]
+    return tries
+
+
+def open_backend(path: Path, backend: str, threads: int | None = None) -> tuple[Backend, list[str]]:
+    """Start ``backend`` on ``path`` (``auto``: the first that works); return it and notes on
+    what ``auto`` passed over and why."""
+    if backend != "auto" and backend not in BACKENDS:
+        raise UnknownNameError("backend", backend, ("auto", *BACKENDS))
+    notes: list[str] = []
+    tries = _candidates(path, backend)
+    for i, (name, file) in enumerate(tries):
+        try:
+            return _start(name, file, threads), notes
+        except (MissingDependencyError, ModelFormatError) as exc:
+            if backend != "auto" or i == len(tries) - 1:
+                raise
+            notes.append(f"{name} ({file.name}) skipped: {exc}")
+    raise ModelFormatError(f"no backend can run {path}")  # only when tries is empty
+
+
+def _start(name: str, file: Path, threads: int | None) -> Backend:
+    if name == "trt":
+        from n2nkit.runtime.trt_backend import TrtBackend
+
+        return TrtBackend(file)
+    from n2nkit.runtime.ort_backend import OrtBackend
+
+    return OrtBackend(file, device=name.removeprefix("ort-"), threads=threads)
+
+
+class Denoiser:
+    """A loaded model plus the padding and tiling that let it take any image."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        tile: int | None = None,
+        overlap: int | None = None,
+        notes: list[str] | None = None,
+    ) -> None:
+        self._backend = backend
+        self.notes = list(notes or [])
+        meta = backend.metadata
+        m = max(meta.size_multiple, 1)
+        tile = DEFAULT_TILE if tile is None else int(tile)
+        overlap = DEFAULT_OVERLAP if overlap is None else int(overlap)
+        if backend.max_side is not None:
+            tile = min(tile, backend.max_side)
+        tile -= tile % m
+        if tile < max(m, meta.min_side, 16):
+            raise UserInputError(
+                f"tile must be at least {max(m, meta.min_side, 16)} pixels for "
+                f"{meta.variant} (a multiple of {m})"
+            )
+        if not 0 <= overlap <= tile // 2:
+            raise UserInputError(f"overlap must lie between 0 and half the tile ({tile // 2})")
+        self.tile, self.overlap = tile, overlap
+
+    @classmethod
+    def load(
+        cls,
+        model: str | Path | None = None,
+        backend: str = "auto",
+        threads: int | None = None,
+        tile: int | None = None,
+        overlap: int | None = None,
+    ) -> Denoiser:
+        """Load ``model`` (a .onnx/.ort/.engine file, an export folder, a shipped model's name,
+        or None for the shipped ``n2n``) on ``backend``: auto, ort-cpu, ort-cuda or trt.
+
+        ``threads`` sets onnxruntime's CPU threads (None: all cores). ``tile`` is the largest
+        side run in one piece (default 1024); ``overlap`` the pixels tiles share (default 64).
+        Raises :class:`~n2nkit.errors.MissingDependencyError` (naming the extra to install)
+        when the backend's package is missing, :class:`~n2nkit.errors.ModelFormatError` for a
+        model that does not fit the runtime.
+        """
+        if threads is not None and threads < 1:
+            raise UserInputError(f"threads must be at least 1, got {threads}")
+        path = resolve_model_path(model)
+        opened, notes = open_backend(path, backend, threads)
+        try:
+            return cls(opened, tile=tile, overlap=overlap, notes=notes)
+        except Exception:
+            opened.close()
+            raise
+
+    # -------------------------------------------------------------------- what was loaded
+    @property
+    def backend(self) -> str:
+        """The backend in use: ``ort-cpu``, ``ort-cuda`` or ``trt``."""
+        return self._backend.name
+
+    @property
+    def metadata(self):
+        """The model's :class:`~n2nkit.runtime.metadata.ModelMetadata` (variant, precision...)."""
+        return self._backend.metadata
+
+    @property
+    def path(self) -> Path:
+        return self._backend.path
+
+    # -------------------------------------------------------------------- denoising
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Denoise one H×W or H×W×C image (C = 1, 2, 3 or 4; alpha passes through)."""
+        image = np.asarray(image)
+        layout = describe(image)
+        planes, alpha = to_planes(image[None], layout)
+        return from_planes(self.denoise_planes(planes), alpha, layout)
+
+    def batch(self, images: np.ndarray) -> np.ndarray:
+        """Denoise N images of one size (N×H×W or N×H×W×C); same shape and dtype back."""
+        images = np.asarray(images)
+        layout = describe(images, batched=True)
+        planes, alpha = to_planes(images, layout)
+        return from_planes(self.denoise_planes(planes), alpha, layout)
+
+    def denoise_planes(self, planes: np.ndarray) -> np.ndarray:
+        """float32 N×C×H×W in [0, 1] (C = 1 or 3), any H and W -> the same, denoised."""
+        meta = self._backend.metadata
+        x, folded = fit_channels(np.asarray(planes, dtype=np.float32), meta.channels)
+        n, _, h, w = x.shape
+        m = max(meta.size_multiple, 1)
+        height, width = round_up(max(h, meta.min_side), m), round_up(max(w, meta.min_side), m)
+        x = pad_to(x, height, width)
+        if max(height, width) <= self.tile and self._backend.fits(1, height, width):
+            out = self._whole(x)
+        else:
+            out = np.stack(
+                [run_tiled(img, self._backend.infer, self.tile, self.overlap, m) for img in x]
+            )
+        return unfit_channels(out[:, :, :h, :w], planes.shape[1], folded)
+
+    def _whole(self, x: np.ndarray) -> np.ndarray:
+        """Images that fit in one piece, several per call within the tile's pixel budget."""
+        n, _, h, w = x.shape
+        per_call = max(1, min(n, (self.tile * self.tile) // (h * w)))
+        while per_call > 1 and not self._backend.fits(per_call, h, w):
+            per_call //= 2
+        infer = self._backend.infer
+        return np.concatenate([infer(x[i : i + per_call]) for i in range(0, n, per_call)])
+
+    # -------------------------------------------------------------------- lifetime
+    def close(self) -> None:
+        self._backend.close()
+
+    def __enter__(self) -> Denoiser:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        meta = self.metadata
+        return (
+            f"Denoiser({self.path.name}: {meta.variant} {meta.precision} on {self.backend}, "
+            f"tile {self.tile}, overlap {self.overlap})"
+        )

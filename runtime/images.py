@@ -1,0 +1,232 @@
+"""Image files in and out for ``n2nkit denoise`` (and apps that want the same care).
+
+Reading keeps what matters: grey stays grey (H×W), alpha is kept (H×W×2, H×W×4), palette
+images become RGB(A), 16-bit PNG and TIFF stay 16-bit (uint16), the EXIF orientation is
+applied, and the ICC profile and EXIF travel to the output. Anything wrong with a file (missing,
+empty, not an image, truncated, over the decompression-bomb limit) is one
+:class:`~n2nkit.errors.UserInputError` line. Writing picks the format from the extension, is
+atomic, and lists what a format could not hold (alpha in JPEG, 16 bits in WebP).
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from n2nkit.errors import UserInputError
+from n2nkit.runtime import png16
+
+FORMATS = {
+    ".png": "PNG",
+    ".jpg": "JPEG",
+    ".jpeg": "JPEG",
+    ".tif": "TIFF",
+    ".tiff": "TIFF",
+    ".webp": "WEBP",
+    ".bmp": "BMP",
+}
+READABLE = ("PNG", "JPEG", "TIFF", "WEBP", "BMP")
+ORIENTATION = 0x0112  # EXIF tag
+_OPEN_LOCK = threading.Lock()  # guards Pillow's global decompression-bomb limit while opening
+_16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+@dataclass
+class ImageFile:
+    """Pixels (H×W or H×W×C, uint8 or uint16) and what should travel with them."""
+
+    pixels: np.ndarray
+    format: str
+    mode: str  # Pillow's mode of the file, before conversion
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def default_max_pixels() -> int:
+    from PIL import Image
+
+    return int(Image.MAX_IMAGE_PIXELS or 0) or 89_478_485
+
+
+def output_format(path: Path) -> str:
+    """The Pillow format for ``path``'s extension, or one line naming the supported ones."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise UserInputError(
+            f"cannot tell the output format of {Path(path).name}: use one of "
+            + ", ".join(sorted(FORMATS))
+        )
+    return FORMATS[suffix]
+
+
+def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn stored pixels upright as EXIF orientation 1-8 says (what viewers show)."""
+    a = pixels
+    ops = {
+        2: lambda: a[:, ::-1],
+        3: lambda: a[::-1, ::-1],
+        4: lambda: a[::-1],
+        5: lambda: a.swapaxes(0, 1),
+        6: lambda: np.rot90(a, -1),
+        7: lambda: a[::-1, ::-1].swapaxes(0, 1),
+        8: lambda: np.rot90(a, 1),
+    }
+    return np.ascontiguousarray(ops[orientation]()) if orientation in ops else a
+
+
+def _open(path: Path, max_pixels: int):
+    """Open lazily (header only) with n2nkit's own pixel limit in place of Pillow's."""
+    from PIL import Image
+
+    with _OPEN_LOCK, warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None  # checked below against max_pixels
+        try:
+            image = Image.open(path, formats=READABLE)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise UserInputError(
+            f"{path} is {width}×{height} = {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,} that guards against decompression bombs; raise it with --max-pixels "
+            "if you trust the file"
+        )
+    return image
+
+
+def _pixels(image, path: Path) -> tuple[np.ndarray, list[str]]:
+    """Decode to uint8/uint16 grey, grey + alpha, RGB or RGBA."""
+    notes: list[str] = []
+    mode = image.mode
+    if png16.is_16bit_colour(image):
+        return png16.decode_16bit_colour(path), notes
+    if mode in _16BIT_MODES:
+        return np.asarray(image).astype(np.uint16), notes
+    if mode == "I":  # 32-bit integer: 16-bit files in some Pillow versions
+        values = np.asarray(image)
+        if values.min() < 0 or values.max() > 65535:
+            raise UserInputError(f"{path} holds 32-bit integer samples beyond 16 bits")
+        return values.astype(np.uint16), notes
+    if mode == "F":
+        raise UserInputError(f"{path} holds 32-bit float samples: convert it to 8 or 16 bits")
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in image.info
+        mode_to = "RGBA" if has_alpha else "RGB"
+        notes.append(f"palette image: written as {mode_to}")
+        return np.asarray(image.convert(mode_to)), notes
+    targets = {"1": "L", "L": "L", "LA": "LA", "La": "LA", "RGB": "RGB", "RGBA": "RGBA",
+               "RGBa": "RGBA", "RGBX": "RGB"}  # fmt: skip
+    target = targets.get(mode, "RGB")  # CMYK, YCbCr, LAB, HSV: as RGB
+    if target != mode and mode not in ("1", "La", "RGBa", "RGBX"):
+        notes.append(f"{mode} image: denoised as {target}")
+    if image.tile and image.tile[0].args == "LA;16B":  # Pillow opens it as RGBA
+        notes.append("16-bit grey + alpha PNG: read as 8 bits")
+        return np.asarray(image.convert("LA")), notes
+    return np.asarray(image.convert(target) if target != mode else image), notes
+
+
+def read_image(path: Path, max_pixels: int | None = None) -> ImageFile:
+    """Read ``path`` as described in the module docstring; one clear error if it cannot be."""
+    from PIL import UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise UserInputError(f"input not found: {path}")
+    if path.is_dir():
+        raise UserInputError(f"{path} is a folder, not an image")
+    if path.stat().st_size == 0:
+        raise UserInputError(f"{path} is empty (0 bytes)")
+    limit = default_max_pixels() if max_pixels is None else int(max_pixels)
+    try:
+        with _open(path, limit) as image:
+            pixels, notes = _pixels(image, path)  # first: reading EXIF may load the pixels
+            exif = image.getexif()
+            orientation = int(exif.get(ORIENTATION, 1) or 1)
+            icc = image.info.get("icc_profile")
+            fmt, mode = image.format or "", image.mode
+            if orientation != 1:
+                exif[ORIENTATION] = 1  # the pixels are upright now
+            exif_bytes = exif.tobytes() if len(exif) else None
+    except UnidentifiedImageError:
+        raise UserInputError(
+            f"{path} is not an image n2nkit reads (PNG, JPEG, TIFF, WebP or BMP)"
+        ) from None
+    except PermissionError:
+        raise UserInputError(f"cannot read {path}: permission denied") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # Pillow's truncated/corrupt
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise UserInputError(
+            f"{path} is not a readable image (truncated or corrupt?): {reason}"
+        ) from None
+    pixels = apply_orientation(np.array(pixels), orientation)
+    return ImageFile(pixels, fmt, mode, icc, exif_bytes, notes)
+
+
+def _to_8bit(pixels: np.ndarray) -> np.ndarray:
+    return np.rint(pixels.astype(np.float32) * (255.0 / 65535.0)).astype(np.uint8)
+
+
+def _fit_format(pixels: np.ndarray, fmt: str) -> tuple[np.ndarray, list[str]]:
+    """Convert ``pixels`` to something ``fmt`` can hold; say what was given up."""
+    notes: list[str] = []
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    if channels in (2, 4) and fmt == "JPEG":
+        pixels = pixels[..., : channels - 1]
+        channels -= 1
+        notes.append("JPEG holds no alpha: alpha dropped")
+    if channels == 1 and pixels.ndim == 3:
+        pixels = pixels[..., 0]
+    if channels == 2 and fmt in ("BMP", "WEBP"):
+        grey, alpha = pixels[..., :1], pixels[..., 1:]
+        pixels = np.concatenate([grey, grey, grey, alpha], axis=-1)
+        notes.append(f"{fmt} holds no grey + alpha: written as RGBA")
+    if channels == 1 and fmt == "WEBP":
+        pixels = np.repeat(pixels[..., None], 3, axis=-1)
+        notes.append("WebP holds no grey: written as RGB")
+    if pixels.dtype == np.uint16:
+        grey_tiff = fmt == "TIFF" and pixels.ndim == 2
+        if fmt != "PNG" and not grey_tiff:
+            pixels = _to_8bit(pixels)
+            notes.append(f"{fmt} output: 16-bit samples written as 8 bits (use .png to keep 16)")
+    return pixels, notes
+
+
+def write_image(
+    path: Path, pixels: np.ndarray, source: ImageFile | None = None, quality: int = 95
+) -> list[str]:
+    """Write ``pixels`` to ``path`` atomically in the format its extension names.
+
+    ``source`` passes on the ICC profile and EXIF of the file the pixels came from. Returns
+    notes on what the format could not hold.
+    """
+    from PIL import Image
+
+    from n2nkit.fileio import atomic_write
+
+    path = Path(path)
+    fmt = output_format(path)
+    pixels, notes = _fit_format(np.asarray(pixels), fmt)
+    icc = source.icc_profile if source else None
+    exif = source.exif if source else None
+    if fmt == "PNG" and pixels.dtype == np.uint16:
+        data = png16.encode_png16(pixels, icc, exif)
+        atomic_write(path, lambda f: f.write(data), suffix=path.suffix)
+        return notes
+    image = Image.fromarray(pixels)  # uint16 here is grey (TIFF): Pillow's I;16
+    options: dict = {}
+    if icc and fmt in ("PNG", "JPEG", "TIFF", "WEBP"):
+        options["icc_profile"] = icc
+    if exif and fmt in ("PNG", "JPEG", "TIFF", "WEBP"):
+        options["exif"] = exif
+    if fmt in ("JPEG", "WEBP"):
+        options["quality"] = quality
+    atomic_write(path, lambda f: image.save(f, format=fmt, **options), suffix=path.suffix)
+    return notes

@@ -1,0 +1,101 @@
+"""onnxruntime backends: ``ort-cpu`` and ``ort-cuda`` for .onnx and .ort (ONNX Runtime Mobile)
+files. onnxruntime is imported when a backend starts, never at module import.
+
+``ort-cuda`` needs the ``onnxruntime-gpu`` package (``pip install 'n2nkit[gpu]'``) and a GPU
+it can use. onnxruntime silently falls back to the CPU when its CUDA provider cannot start, so
+the session's providers are checked after loading: a CUDA backend that would really run on the
+CPU is refused, not reported as CUDA.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from n2nkit.errors import MissingDependencyError, ModelFormatError, require
+from n2nkit.runtime.backend import Backend
+from n2nkit.runtime.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+GPU_HINT = (
+    "install onnxruntime-gpu with `pip install 'n2nkit[gpu]'` (uninstall onnxruntime first: "
+    "the two packages overwrite each other) on a machine with an NVIDIA GPU and driver"
+)
+
+
+def onnxruntime(extra: str = "cpu") -> Any:
+    """The onnxruntime module, or :class:`MissingDependencyError` naming the extra."""
+    return require("onnxruntime", extra, "onnxruntime")
+
+
+def cuda_provider_available() -> bool:
+    """Whether the installed onnxruntime has a CUDA provider (cheap; does not touch the GPU)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return CUDA_PROVIDER in ort.get_available_providers()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+class OrtBackend(Backend):
+    """One onnxruntime ``InferenceSession``; its ``run`` is safe to call from several threads."""
+
+    def __init__(self, path: Path, device: str = "cpu", threads: int | None = None) -> None:
+        ort = onnxruntime("gpu" if device == "cuda" else "cpu")
+        path = Path(path)
+        self.name = f"ort-{device}"
+        if device == "cuda" and CUDA_PROVIDER not in ort.get_available_providers():
+            raise MissingDependencyError("onnxruntime's CUDA execution provider", GPU_HINT)
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: the CUDA provider is chatty
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+        providers = [CUDA_PROVIDER, CPU_PROVIDER] if device == "cuda" else [CPU_PROVIDER]
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
+            reason = _first_line(exc)
+            raise ModelFormatError(f"{path} is not a loadable ONNX model: {reason}") from None
+        if device == "cuda" and self.session.get_providers()[0] != CUDA_PROVIDER:
+            raise MissingDependencyError("a CUDA GPU that onnxruntime can use", GPU_HINT)
+        self.threads = threads
+        props = self.session.get_modelmeta().custom_metadata_map
+        super().__init__(path, ModelMetadata.from_props(props, source=path.name))
+        self._check_io()
+
+    def _check_io(self) -> None:
+        """Refuse a model whose inputs/outputs are not the runtime contract's."""
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        for values, name in ((inputs, INPUT_NAME), (outputs, OUTPUT_NAME)):
+            if len(values) != 1 or values[0].name != name:
+                found = ", ".join(v.name for v in values)
+                raise ModelFormatError(
+                    f"{self.path.name} has tensors [{found}]; the runtime needs one named {name!r}"
+                )
+            value = values[0]
+            if value.type != "tensor(float)" or len(value.shape) != 4:
+                raise ModelFormatError(
+                    f"{self.path.name}: {name!r} is {value.type} of rank {len(value.shape)}; "
+                    "the runtime needs float32 N×C×H×W"
+                )
+            channels = value.shape[1]
+            if isinstance(channels, int) and channels != self.metadata.channels:
+                raise ModelFormatError(
+                    f"{self.path.name}: {name!r} has {channels} channels but its metadata says "
+                    f"{self.metadata.channels}"
+                )
+
+    def _infer(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]

@@ -1,0 +1,155 @@
+"""Image files in and out: real PNG/JPEG/TIFF/WebP/BMP files written and read back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from n2nkit.errors import UserInputError
+from n2nkit.runtime.images import read_image, write_image
+
+RNG = np.random.default_rng(0)
+
+
+def _u8(*shape: int) -> np.ndarray:
+    return RNG.integers(0, 256, shape).astype(np.uint8)
+
+
+def _u16(*shape: int) -> np.ndarray:
+    return RNG.integers(0, 65536, shape).astype(np.uint16)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_like_pillow(tmp_path: Path, orientation: int) -> None:
+    image = Image.fromarray(_u8(5, 7, 3))
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    path = tmp_path / "o.png"
+    image.save(path, exif=exif.tobytes())
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(path)))
+    loaded = read_image(path)
+    assert np.array_equal(loaded.pixels, expected)
+    carried = Image.Exif()
+    carried.load(loaded.exif)
+    assert carried.get(0x0112, 1) == 1  # EXIF travels, orientation reset: pixels are upright
+
+
+@pytest.mark.parametrize(
+    "pixels",
+    [
+        _u16(33, 51),
+        _u16(33, 51, 3),
+        _u16(33, 51, 4),
+        _u8(33, 51),
+        _u8(33, 51, 2),
+        _u8(33, 51, 3),
+        _u8(33, 51, 4),
+    ],  # fmt: skip
+    ids=["grey16", "rgb16", "rgba16", "grey8", "greyalpha8", "rgb8", "rgba8"],
+)
+def test_png_round_trips_every_layout_bit_exactly(tmp_path: Path, pixels: np.ndarray) -> None:
+    path = tmp_path / "x.png"
+    assert write_image(path, pixels) == []
+    loaded = read_image(path)
+    assert loaded.pixels.dtype == pixels.dtype and np.array_equal(loaded.pixels, pixels)
+
+
+def test_sixteen_bit_png_from_another_writer_reads_as_sixteen_bits(tmp_path: Path) -> None:
+    """Pillow reads 16-bit colour PNGs as 8-bit; n2nkit must not (and Pillow must agree on
+    the high bytes, which shows the file is read, not guessed)."""
+    pixels = _u16(20, 30, 3)
+    path = tmp_path / "rgb16.png"
+    write_image(path, pixels)
+    assert np.array_equal(np.asarray(Image.open(path)), (pixels >> 8).astype(np.uint8))
+    assert np.array_equal(read_image(path).pixels, pixels)
+
+
+def test_sixteen_bit_grey_tiff_stays_sixteen_bit(tmp_path: Path) -> None:
+    pixels = _u16(21, 17)
+    path = tmp_path / "g.tif"
+    write_image(path, pixels)
+    assert np.array_equal(read_image(path).pixels, pixels)
+
+
+def test_palette_images_become_rgb_or_rgba(tmp_path: Path) -> None:
+    image = Image.fromarray(_u8(16, 16, 3)).quantize(colors=16)
+    image.save(tmp_path / "p.png")
+    plain = read_image(tmp_path / "p.png")
+    assert plain.pixels.shape == (16, 16, 3) and "palette" in plain.notes[0]
+    image.save(tmp_path / "pt.png", transparency=0)
+    assert read_image(tmp_path / "pt.png").pixels.shape == (16, 16, 4)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".tif", ".webp", ".bmp"])
+def test_other_formats_round_trip(tmp_path: Path, suffix: str) -> None:
+    pixels = np.tile(np.linspace(0, 255, 24, dtype=np.uint8), (16, 1))[..., None].repeat(3, 2)
+    path = tmp_path / f"x{suffix}"
+    write_image(path, pixels)
+    loaded = read_image(path)
+    assert loaded.pixels.shape == pixels.shape
+    assert np.abs(loaded.pixels.astype(int) - pixels).max() <= (8 if suffix in (".jpg", ".webp")
+                                                                else 0)  # fmt: skip
+
+
+def test_what_a_format_cannot_hold_is_noted(tmp_path: Path) -> None:
+    notes = write_image(tmp_path / "a.jpg", _u8(8, 8, 4))
+    assert any("alpha dropped" in n for n in notes)
+    assert read_image(tmp_path / "a.jpg").pixels.shape == (8, 8, 3)
+    notes = write_image(tmp_path / "b.webp", _u16(8, 8, 3))
+    assert any("8 bits" in n for n in notes)
+    assert read_image(tmp_path / "b.webp").pixels.dtype == np.uint8
+
+
+def test_icc_profile_travels_to_the_output(tmp_path: Path) -> None:
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(_u8(8, 8, 3)).save(tmp_path / "in.png", icc_profile=icc)
+    source = read_image(tmp_path / "in.png")
+    for name, pixels in (("out.png", source.pixels), ("out16.png", _u16(8, 8, 3))):
+        write_image(tmp_path / name, pixels, source)
+        assert read_image(tmp_path / name).icc_profile == icc
+
+
+def _png_bytes(pixels: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "input not found"),
+        (b"", "empty"),
+        (b"just some text, not pixels\n", "not an image"),
+        ("truncated", "not a readable image"),
+    ],
+)
+def test_bad_files_are_one_clear_error(tmp_path: Path, content, message: str) -> None:
+    path = tmp_path / "in.png"
+    if content == "truncated":
+        content = _png_bytes(_u8(64, 64, 3))[:300]
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(UserInputError, match=message):
+        read_image(path)
+
+
+def test_decompression_bomb_guard_and_its_override(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    Image.new("RGB", (300, 200)).save(path)
+    with pytest.raises(UserInputError, match="60,000 pixels, over the limit of 10,000"):
+        read_image(path, max_pixels=10_000)
+    assert read_image(path, max_pixels=60_000).pixels.shape == (200, 300, 3)
+
+
+def test_unknown_output_extension_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="output format"):
+        write_image(tmp_path / "out.xyz", _u8(4, 4, 3))
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,239 @@
+"""``n2nkit denoise``: images in, denoised images out, through the lightweight runtime (no torch).
+
+    n2nkit denoise in.png out.png                       # one file; format from OUT's extension
+    n2nkit denoise photos/ --out clean/                 # a folder (or several files) -> a folder
+    n2nkit denoise a.jpg b.jpg --out clean/ --format png
+
+Every output path is checked before the first image is touched: none may be an input, none may
+exist unless ``--overwrite``, and its folder must be writable. Outputs are written atomically.
+In a batch, a file that cannot be read is reported on its own line and the rest go on; the
+exit code is non-zero if any failed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ADVANCED = "Advanced"
+
+
+@dataclass(frozen=True)
+class Job:
+    source: Path
+    target: Path
+
+
+def _image_files(folder: Path) -> list[Path]:
+    from n2nkit.runtime.images import FORMATS
+
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FORMATS)
+
+
+def plan_jobs(
+    inputs: list[Path], out: Path | None, fmt: str | None, overwrite: bool
+) -> tuple[list[Job], bool]:
+    """Pair every input with its output; (jobs, whether the output is a folder).
+
+    ``IN OUT`` (two paths, no --out) is one file to one file, or a folder to a folder;
+    with ``--out`` every path given is an input.
+    """
+    from n2nkit.errors import UserInputError
+    from n2nkit.runtime.images import FORMATS, output_format
+
+    if out is None:
+        if len(inputs) != 2:
+            raise UserInputError(
+                "name the output: `n2nkit denoise IN OUT`, or `--out FOLDER` for several inputs"
+            )
+        inputs, out = inputs[:1], inputs[1]
+    if fmt is not None and f".{fmt.lower().lstrip('.')}" not in FORMATS:
+        raise UserInputError(f"--format {fmt}: choose one of {', '.join(sorted(FORMATS))}")
+    sources: list[Path] = []
+    for item in inputs:
+        if item.is_dir():
+            found = _image_files(item)
+            if not found:
+                raise UserInputError(f"{item} holds no images ({', '.join(sorted(FORMATS))})")
+            sources += found
+        elif item.exists():
+            sources.append(item)
+        else:
+            raise UserInputError(f"input not found: {item}")
+    to_folder = out.is_dir() or len(sources) > 1 or inputs[0].is_dir() or not out.suffix
+    jobs = []
+    for source in sources:
+        if to_folder:
+            suffix = f".{fmt.lower().lstrip('.')}" if fmt else source.suffix
+            jobs.append(Job(source, out / (source.stem + suffix)))
+        else:
+            output_format(out)  # fail now on an unknown extension
+            jobs.append(Job(source, out))
+    _check_outputs(jobs, overwrite)
+    return jobs, to_folder
+
+
+def _check_outputs(jobs: list[Job], overwrite: bool) -> None:
+    """Refuse the whole run before writing anything if any output is unsafe."""
+    from n2nkit.errors import UserInputError
+
+    sources = {j.source.resolve() for j in jobs}
+    targets: dict[Path, Path] = {}
+    for job in jobs:
+        target = job.target.resolve()
+        if target in sources:
+            raise UserInputError(f"output {job.target} is an input: n2nkit never overwrites one")
+        if target in targets:
+            raise UserInputError(
+                f"{targets[target]} and {job.source} would both be written to {job.target}"
+            )
+        targets[target] = job.source
+    existing = [j.target for j in jobs if j.target.exists()]
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise UserInputError(f"{existing[0]}{more} already exist(s): pass --overwrite to replace")
+    folder = _existing_parent(jobs[0].target.parent)
+    for job in jobs:
+        if job.target.is_dir():
+            raise UserInputError(f"output {job.target} is a folder")
+    if not os.access(folder, os.W_OK):
+        raise UserInputError(f"cannot write to {folder}: permission denied")
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.resolve()
+    while not path.exists():
+        path = path.parent
+    if not path.is_dir():
+        from n2nkit.errors import UserInputError
+
+        raise UserInputError(f"cannot create an output folder under {path}: it is a file")
+    return path
+
+
+def denoise(
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="IN OUT (one image to one image, or a folder to a folder), or input files and "
+            "folders with --out.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output folder for several inputs (or an output file)."),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="A .onnx/.ort/.engine file, an export folder, or a shipped model (n2n, "
+            "truncated). Default: the shipped n2n."
+        ),
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="auto (TensorRT, then CUDA, then CPU), ort-cpu, ort-cuda, trt.")
+    ] = "auto",
+    tile: Annotated[
+        int | None,
+        typer.Option(help="Largest side denoised in one piece; larger images are tiled (1024)."),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace outputs that already exist.")
+    ] = False,
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="Output format for a folder of outputs: png, jpg, ..."),
+    ] = None,
+    overlap: Annotated[
+        int | None,
+        typer.Option(help="Pixels neighbouring tiles share (64).", rich_help_panel=ADVANCED),
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="onnxruntime CPU threads (all cores).", rich_help_panel=ADVANCED),
+    ] = None,
+    quality: Annotated[
+        int, typer.Option(help="JPEG/WebP quality, 1-100.", rich_help_panel=ADVANCED)
+    ] = 95,
+    max_pixels: Annotated[
+        int | None,
+        typer.Option(
+            help="Refuse larger images (decompression-bomb guard; default Pillow's 89.5 MP).",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = None,
+) -> None:
+    """Denoise images with a trained model (the shipped n2n unless --model says otherwise)."""
+    from rich.markup import escape
+
+    from n2nkit.clitools import console, err_console
+    from n2nkit.errors import UserInputError
+    from n2nkit.runtime import Denoiser
+
+    if not 1 <= quality <= 100:
+        raise UserInputError(f"--quality must lie in 1-100, got {quality}")
+    if max_pixels is not None and max_pixels < 1:
+        raise UserInputError(f"--max-pixels must be positive, got {max_pixels}")
+    jobs, to_folder = plan_jobs(inputs, out, fmt, overwrite)
+    denoiser = Denoiser.load(model, backend=backend, threads=threads, tile=tile, overlap=overlap)
+    for note in denoiser.notes:
+        err_console.print(f"[dim]note: {escape(note)}[/]", highlight=False, soft_wrap=True)
+    meta = denoiser.metadata
+    console.print(
+        f"{meta.variant} ({meta.precision}, {denoiser.path.name}) on {denoiser.backend}",
+        highlight=False,
+    )
+    if to_folder:
+        jobs[0].target.parent.mkdir(parents=True, exist_ok=True)
+    failed = _run(jobs, denoiser, quality, max_pixels, progress=len(jobs) > 1)
+    if failed:
+        raise UserInputError(f"{failed} of {len(jobs)} image(s) could not be denoised")
+
+
+def _run(jobs: list[Job], denoiser, quality: int, max_pixels: int | None, progress: bool) -> int:
+    from rich.markup import escape
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from n2nkit.clitools import console, err_console
+    from n2nkit.errors import N2NError
+    from n2nkit.runtime.images import read_image, write_image
+
+    failed = 0
+    columns = (TextColumn("denoising"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+               TextColumn("{task.description}"))  # fmt: skip
+    with Progress(*columns, console=console, disable=not progress, transient=True) as bar:
+        task = bar.add_task("", total=len(jobs))
+        for job in jobs:
+            bar.update(task, description=job.source.name)
+            start = time.perf_counter()
+            try:
+                image = read_image(job.source, max_pixels)
+                clean = denoiser(image.pixels)
+                notes = image.notes + write_image(job.target, clean, image, quality=quality)
+            except N2NError as exc:
+                if not progress:
+                    raise
+                failed += 1
+                message = f"[bold red]error:[/] {escape(str(exc))}"
+                err_console.print(message, highlight=False, soft_wrap=True)
+            else:
+                h, w = image.pixels.shape[:2]
+                seconds = time.perf_counter() - start
+                console.print(f"{job.source} -> {job.target} ({w}×{h}, {seconds:.2f} s)",
+                              highlight=False, soft_wrap=True)  # fmt: skip
+                for note in notes:
+                    err_console.print(f"[dim]note: {escape(note)}[/]", soft_wrap=True)
+            bar.advance(task)
+    return failed
