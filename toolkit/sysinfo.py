@@ -103,6 +103,7 @@ def machine_summary() -> dict[str, object]:
 def machine_line() -> str:
     """One line for benchmark headers: 'AMD EPYC (2 cores, avx512_vnni), no GPU'."""
     info = machine_summary()
-    features = ", ".join(info["cpu_features"][-1:])  # the most capable one
+    ranked = ("avx512_vnni", "avx512f", "avx_vnni", "avx2")  # most capable first
+    features = next((f for f in ranked if f in info["cpu_features"]), "")
     gpu = info["gpu"] or "no GPU"
     return f"{info['cpu']} ({info['cores']} cores{', ' + features if features else ''}), {gpu}"

@@ -41,6 +41,16 @@ def pipeline(
     fresh: Annotated[
         bool, typer.Option("--fresh", help="Start over instead of resuming a previous run in OUT.")
     ] = False,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            "-t",
+            help="Compare only these targets or groups (repeatable; see `n2nkit compare "
+            "--list-targets`). Default: all.",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = None,
     compare_budget: Annotated[
         float,
         typer.Option(help="Seconds of timed runs per input size.", rich_help_panel=ADVANCED),
@@ -51,6 +61,13 @@ def pipeline(
     device: Annotated[
         str, typer.Option(help="Training device: auto, cpu, cuda.", rich_help_panel=ADVANCED)
     ] = "auto",
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Training batch (default: the report's 400 on a GPU, 64 on a CPU).",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = None,
 ) -> None:
     """Train, export (INT8/FP16/ORT, TensorRT if possible) and compare: the main job, end to end."""
     import shutil
@@ -77,19 +94,27 @@ def pipeline(
             elif target.exists():
                 target.unlink()
     out.mkdir(parents=True, exist_ok=True)
+    from n2nkit.targets import select_targets
+
+    select_targets(target)  # an unknown target fails now, not after training
     state = _load_state(out)
-    for name in names:  # validate everything before the first minute of training
-        TrainConfig(variant=name, noise=noise, budget_s=budget_s, device=device).validate()
+    batch = batch_size or _default_batch(device)
+    configs = {  # validated before the first minute of training
+        name: TrainConfig(variant=name, noise=noise, budget_s=budget_s, device=device,
+                          batch_size=batch, out_dir=out / "runs" / name).validate()
+        for name in names
+    }  # fmt: skip
 
     # 1. train --------------------------------------------------------------------------
-    for name in names:
+    for name, config in configs.items():
         key = f"train:{name}"
         if state.get(key) == "done":
             console.print(f"[dim]train {name}: done in an earlier run, skipped[/]")
             continue
-        _train(out / "runs" / name, name, noise, budget_s, device, resume=key in state)
-        state[key] = "started"
-        _save_state(out, state)  # marks the run resumable before the next step
+        resuming = key in state
+        state[key] = "started"  # an interrupted run resumes from its last.pt next time
+        _save_state(out, state)
+        _train(config, resuming)
         state[key] = "done"
         _save_state(out, state)
 
@@ -108,7 +133,6 @@ def pipeline(
 
     # 3. compare ------------------------------------------------------------------------
     from n2nkit.commands.compare import run_compare
-    from n2nkit.targets import select_targets
 
     models = [str(out / "artifacts" / name) for name in names]
     if shipped:
@@ -118,7 +142,7 @@ def pipeline(
     run_compare(
         models,
         out / "report",
-        select_targets(None),
+        select_targets(target),
         [noise],
         ["nlm", "bm3d"],
         budget=compare_budget,
@@ -130,27 +154,39 @@ def pipeline(
     console.print(f"[bold]pipeline finished[/]: report in {out / 'report' / 'report.md'}")
 
 
-def _train(run_dir: Path, variant: str, noise: str, budget_s: float, device: str, resume: bool):
+def _default_batch(device: str) -> int:
+    """The report's 400 on a GPU; 64 on a CPU, where a few minutes buy few steps of 400 and
+    many small steps learn more (see tests/test_train.py's acceptance run)."""
+    import torch
+
+    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    return 400 if on_gpu else 64
+
+
+def _train(config, resuming: bool) -> None:
+    """Train (or finish an interrupted run) within what is left of the budget."""
+    import dataclasses
+
     from n2nkit.clitools import console
-    from n2nkit.training.config import TrainConfig
+    from n2nkit.training.checkpoint import LAST_NAME, load_checkpoint
     from n2nkit.training.trainer import train
 
-    resume = resume and (run_dir / "last.pt").exists()
-    config = TrainConfig(
-        variant=variant,
-        noise=noise,
-        budget_s=budget_s,
-        device=device,
-        out_dir=run_dir,
-        resume=resume,
-        overwrite=not resume,
-    )
+    last = config.out_dir / LAST_NAME
+    resume = resuming and last.exists()
+    budget = config.budget_s
+    if resume:
+        budget -= float(load_checkpoint(last).get("elapsed_s", 0.0))
+        if budget <= 0:
+            console.print(f"[dim]train {config.variant}: its budget was spent, kept as is[/]")
+            return
+    run = dataclasses.replace(config, budget_s=budget, resume=resume, overwrite=not resume)
     console.print(
-        f"[bold]train {variant}[/] ({'resuming, ' if resume else ''}budget {budget_s:.0f} s)"
+        f"[bold]train {config.variant}[/] ({'resuming, ' if resume else ''}{budget:.0f} s, "
+        f"batch {config.batch_size})"
     )
-    result = train(config, progress=True)
+    result = train(run, progress=True)
     console.print(
-        f"  {variant}: validation PSNR {result.best_val_psnr:.2f} dB "
+        f"  {config.variant}: validation PSNR {result.best_val_psnr:.2f} dB "
         f"(noisy input {result.val_psnr_noisy:.2f} dB), {result.epochs_completed} epoch(s)"
     )
 

@@ -1,0 +1,68 @@
+"""``n2nkit pipeline`` end to end on a few seconds of training: train, export, compare, report;
+a second run skips what is done, and an interrupted training resumes within its budget."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from n2nkit.cli import app
+
+runner = CliRunner()
+ARGS = ["--variants", "truncated", "--budget", "4s", "--no-shipped", "--compare-budget", "0",
+        "--compare-runs", "1", "--target", "cpu-fp32", "--target", "mobile-int8-1t",
+        "--target", "gpu-trt-fp16"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    out = tmp_path_factory.mktemp("pipeline")
+    result = runner.invoke(app, ["pipeline", "--out", str(out), *ARGS])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+def test_pipeline_trains_exports_and_reports(first_run) -> None:
+    out, output = first_run
+    assert (out / "runs" / "truncated" / "best.pt").is_file()
+    artifacts = {p.name for p in (out / "artifacts" / "truncated").iterdir()}
+    assert {"model.onnx", "model.int8.onnx", "model.fp16.onnx", "model.ort"} <= artifacts
+    report = json.loads((out / "report" / "report.json").read_text())
+    status = {(r["model"], r["target"]): r["status"] for r in report["rows"]}
+    assert status[("truncated", "cpu-fp32")] == "measured"
+    assert status[("truncated", "mobile-int8-1t")] == "measured"
+    assert status[("truncated", "gpu-trt-fp16")] == "skipped"
+    assert status[("nlm", "cpu-python")] == "measured"
+    assert "TensorRT engines skipped" in output
+    state = json.loads((out / "pipeline.json").read_text())
+    assert state == {"train:truncated": "done", "export:truncated": "done", "compare": "done"}
+
+
+def test_a_second_run_skips_finished_steps_and_resumes_training(first_run) -> None:
+    out, _ = first_run
+    best = (out / "runs" / "truncated" / "best.pt").stat().st_mtime_ns
+    result = runner.invoke(app, ["pipeline", "--out", str(out), *ARGS])
+    assert result.exit_code == 0, result.output
+    assert "train truncated: done in an earlier run, skipped" in result.output
+    assert "export truncated: done in an earlier run, skipped" in result.output
+    assert (out / "runs" / "truncated" / "best.pt").stat().st_mtime_ns == best
+    # As if interrupted during training: the run resumes, and its 4 s were already spent.
+    state = json.loads((out / "pipeline.json").read_text())
+    state["train:truncated"] = "started"
+    (out / "pipeline.json").write_text(json.dumps(state))
+    result = runner.invoke(app, ["pipeline", "--out", str(out), *ARGS])
+    assert result.exit_code == 0, result.output
+    assert "its budget was spent" in result.output
+
+
+def test_pipeline_refuses_bad_options_before_training(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["pipeline", "--out", str(tmp_path), "--variants", "tiny"])
+    assert result.exit_code == 2 and "unknown model variant 'tiny'" in result.output
+    result = runner.invoke(app, ["pipeline", "--out", str(tmp_path), "--target", "phone"])
+    assert result.exit_code == 2 and "unknown target" in result.output
+    result = runner.invoke(app, ["pipeline", "--out", str(tmp_path), "--budget", "soon"])
+    assert result.exit_code == 2 and "cannot read duration" in result.output
+    assert not (tmp_path / "runs").exists()
