@@ -1,8 +1,9 @@
 """Between the arrays apps hold and the float32 planes a model takes, and back.
 
 Apps hand over H×W (grey), H×W×1, H×W×2 (grey + alpha), H×W×3 (RGB) or H×W×4 (RGBA) arrays of
-uint8, uint16 or floats in [0, 1]. The model sees float32 colour planes in [0, 1]; alpha never
-goes through it and comes back untouched. The result has the input's shape and dtype.
+uint8, uint16 or floats in [0, 1] (values outside are clipped to it: the model was trained on
+that range). The model sees float32 colour planes in [0, 1]; alpha never goes through it and
+comes back untouched. The result has the input's shape and dtype.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def to_planes(images: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarra
     planes = np.ascontiguousarray(colour.transpose(0, 3, 1, 2), dtype=np.float32)
     if scale is not None:
         planes *= np.float32(1.0 / scale)
+    else:  # the model's value range: what it was trained on (8-bit photos are in it anyway)
+        np.clip(planes, 0.0, 1.0, out=planes)
     return planes, alpha
 
 

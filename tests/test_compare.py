@@ -96,3 +96,16 @@ def test_csv_has_one_line_per_measurement(report_dir: Path) -> None:
     expected = sum(max(1, len(r["psnr"])) * max(1, len(r["latency"])) for r in report["rows"])
     assert len(lines) == expected
     assert {line["status"] for line in lines} == {"measured", "skipped"}
+
+
+def test_clip_noise_protocol_gives_8_bit_noisy_images(tmp_path: Path) -> None:
+    import numpy as np
+
+    from n2nkit.compare import prepare_test_data
+
+    _, raw = prepare_test_data(["gaussian:25"], tmp_path / "raw.npz", clip=False)
+    _, photo = prepare_test_data(["gaussian:25"], tmp_path / "photo.npz", clip=True)
+    unclipped, clipped = np.load(raw)["noisy_0_0"], np.load(photo)["noisy_0_0"]
+    assert unclipped.min() < 0 and unclipped.max() > 1
+    assert clipped.min() >= 0 and clipped.max() <= 1
+    assert np.allclose(clipped * 255, np.round(clipped * 255), atol=1e-4)

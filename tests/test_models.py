@@ -70,3 +70,14 @@ def test_macs_scale_with_pixels() -> None:
     model = create_model("truncated")
     small, large = count_macs(model, 32, 32), count_macs(model, 64, 64)
     assert math.isclose(large / small, 4.0, rel_tol=0.01)
+
+
+def test_residual_option_adds_the_input_and_no_parameters() -> None:
+    torch.manual_seed(0)
+    plain = create_model("n2n").eval()
+    residual = create_model("n2n", residual=True).eval()
+    residual.load_state_dict(plain.state_dict())  # same weights: the same layers
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.allclose(residual(x), plain(x) + x, atol=1e-6)
+    assert count_parameters(residual) == count_parameters(plain) == 488_739

@@ -310,3 +310,10 @@ def test_bad_tile_settings_are_refused(identity_model) -> None:
         Denoiser.load(identity_model, tile=64, overlap=40)
     with pytest.raises(UserInputError, match="threads"):
         Denoiser.load(identity_model, threads=0)
+
+
+def test_float_inputs_are_clipped_to_the_models_range(shipped) -> None:
+    rng = np.random.default_rng(9)
+    noisy = (_photo(64, 96) + rng.normal(0, 0.2, (64, 96, 3))).astype(np.float32)
+    assert noisy.min() < 0 and noisy.max() > 1
+    assert np.array_equal(shipped(noisy), shipped(np.clip(noisy, 0, 1)))

@@ -25,10 +25,13 @@ from n2nkit.errors import UserInputError
 from n2nkit.report import Report, Row
 from n2nkit.targets import REFERENCE_SIZE, Target
 
-NOISE_PROTOCOL = (
-    "noise drawn once with a fixed seed and left unclipped in float, the protocol under which "
-    "non-local means scores 31.6 dB on coffee + flower at gaussian:25"
-)
+NOISE_PROTOCOLS = {
+    False: "noise drawn once with a fixed seed and left unclipped in float (every method gets "
+    "the same array; the runtime clips it to [0, 1] before the network), the protocol under "
+    "which non-local means scores 31.6 dB on coffee + flower at gaussian:25",
+    True: "noise drawn once with a fixed seed, then clipped to [0, 1] and rounded to 8 bits as "
+    "a saved photo would be (--clip-noise)",
+}
 
 
 @dataclass
@@ -110,7 +113,9 @@ def _missing_artifact_reason(kind: str) -> str:
     return f"no {kind} artifact (export it with `n2nkit export {flag}`)".replace(" )", ")")
 
 
-def prepare_test_data(noises: list[str], out: Path, seed: int = 0) -> tuple[list[str], Path]:
+def prepare_test_data(
+    noises: list[str], out: Path, seed: int = 0, clip: bool = False
+) -> tuple[list[str], Path]:
     """Clean built-in test images and their noisy versions, saved for the workers."""
     import torch
 
@@ -125,7 +130,7 @@ def prepare_test_data(noises: list[str], out: Path, seed: int = 0) -> tuple[list
         arrays[f"clean_{i}"] = clean
         for n_index, noise in enumerate(noises):
             x = torch.from_numpy(clean).permute(2, 0, 1)[None]
-            noisy = add_noise(x, noise, generator=generator, clip=False)
+            noisy = add_noise(x, noise, generator=generator, clip=clip)
             arrays[f"noisy_{n_index}_{i}"] = noisy[0].permute(1, 2, 0).numpy().astype(np.float32)
     np.savez(out, **arrays)
     return list(BUILTIN_SPLITS["test"]), out
@@ -210,6 +215,7 @@ def compare(
     warmup: int = 2,
     baselines: list[str] | None = None,
     seed: int = 0,
+    clip_noise: bool = False,
     on_step: Callable[[str], None] | None = None,
 ) -> Report:
     """Measure every model on every target; return the report (nothing written yet)."""
@@ -228,7 +234,7 @@ def compare(
 
     with tempfile.TemporaryDirectory(prefix="n2nkit-compare-") as tmp:
         step("preparing test images")
-        image_names, data = prepare_test_data(noises, Path(tmp) / "test.npz", seed)
+        image_names, data = prepare_test_data(noises, Path(tmp) / "test.npz", seed, clip_noise)
         rows: list[Row] = []
         for entry in entries:
             for target in targets:
@@ -271,7 +277,8 @@ def compare(
         protocol={
             "images": image_names,
             "noise": noises,
-            "noise_protocol": NOISE_PROTOCOL,
+            "noise_protocol": NOISE_PROTOCOLS[clip_noise],
+            "clip_noise": clip_noise,
             "seed": seed,
             "latency_budget_s_per_size": budget_s,
             "min_runs": min_runs,

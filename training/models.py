@@ -155,6 +155,9 @@ class UNet(nn.Module):
         pool_stride: 2, or 1 for the HLS variant (sides shrink by one pixel per pool).
         upsample: ``"nearest"`` or ``"transposed"`` (HLS: a 2×2 stride-1 transposed conv).
         encoder: ``"conv"``, ``"inception"`` or ``"fft"`` encoder blocks.
+        residual: add the input to the output, so the layers learn the noise to remove
+            (DnCNN's residual learning). No parameters are added; the report's networks
+            predict the image directly (``False``).
     """
 
     def __init__(
@@ -168,6 +171,7 @@ class UNet(nn.Module):
         pool_stride: int = 2,
         upsample: str = "nearest",
         encoder: str = "conv",
+        residual: bool = False,
     ) -> None:
         super().__init__()
         if encoder not in ENCODER_BLOCKS:
@@ -182,8 +186,10 @@ class UNet(nn.Module):
             pool_stride=pool_stride,
             upsample=upsample,
             encoder=encoder,
+            residual=residual,
         )
         self.in_channels = in_channels
+        self.residual = residual and in_channels == out_channels
         self.size_multiple = pool_stride**depth if pool_stride > 1 else 1
         block = ENCODER_BLOCKS[encoder]
 
@@ -229,7 +235,7 @@ class UNet(nn.Module):
         for level in reversed(range(len(self.encoders))):
             h = torch.cat([self.ups[level](h), skips[level]], 1)
             h = self.decoders[level - 1](h) if level > 0 else self.head(h)
-        return h
+        return x + h if self.residual else h
 
 
 # --------------------------------------------------------------------------- registry

@@ -56,6 +56,14 @@ def compare(
         int, typer.Option(help="Untimed runs before timing.", rich_help_panel=ADVANCED)
     ] = 2,
     seed: Annotated[int, typer.Option(help="Seed of the noise draws.")] = 0,
+    clip_noise: Annotated[
+        bool,
+        typer.Option(
+            "--clip-noise",
+            help="Clip noisy test images to [0, 1] and round to 8 bits, as a saved photo would "
+            "be (default: unclipped floats, the protocol of the issues' NLM figure).",
+        ),
+    ] = False,
     list_targets: Annotated[
         bool, typer.Option("--list-targets", help="List the targets and exit.")
     ] = False,
@@ -90,6 +98,7 @@ def compare(
         min_runs=min_runs,
         warmup=warmup,
         seed=seed,
+        clip_noise=clip_noise,
     )
 
 
@@ -104,6 +113,7 @@ def run_compare(
     min_runs: int,
     warmup: int = 2,
     seed: int = 0,
+    clip_noise: bool = False,
 ) -> dict[str, Path]:
     """Shared by ``compare`` and ``pipeline``: measure with a spinner, print, write files."""
     from n2nkit.clitools import console
@@ -123,6 +133,7 @@ def run_compare(
             warmup=warmup,
             baselines=baselines,
             seed=seed,
+            clip_noise=clip_noise,
             on_step=lambda msg: status.update(f"measuring: {msg}"),
         )
     paths = write_all(report, out)
