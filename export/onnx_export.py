@@ -153,8 +153,11 @@ def export_onnx(
     The file appears atomically: a failure leaves no partial ``path``. Raises ``ValueError`` if
     the graph would bake in a size (see :func:`check_dynamic_resize`).
     """
+    from n2nkit.export.graph_rewrite import split_concat_convs
+
     proto = to_onnx_proto(model, opset)
     check_dynamic_resize(proto)
+    split_concat_convs(proto)  # exact; faster blocked convolutions (see graph_rewrite)
     set_metadata(proto, metadata)
     proto.producer_name = "n2nkit"
     proto.doc_string = f"n2nkit {metadata.variant} denoiser: float32 NCHW in [0,1] -> same"

@@ -89,3 +89,18 @@ def test_export_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:
     export_onnx(model, target, metadata_for(model, None))
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]
     onnx.checker.check_model(str(target))
+
+
+def test_convolutions_over_odd_concatenations_are_split(exported) -> None:
+    """The 51-channel DEC1 convolution becomes 48- and 3-channel ones (onnxruntime's blocked
+    kernels need multiples of 8/16); the parity test above proves the rewrite exact."""
+    from onnx import numpy_helper
+
+    _, path = exported["n2n"]
+    proto = onnx.load(str(path))
+    weights = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
+    in_channels = sorted(
+        weights[n.input[1]].shape[1] for n in proto.graph.node if n.op_type == "Conv"
+    )
+    assert 51 not in in_channels and in_channels.count(3) == 2  # first conv and the split part
+    assert sum(n.op_type == "Add" for n in proto.graph.node) == 1
