@@ -203,3 +203,27 @@ def test_bf16_training_step_runs_and_records_its_precision(tmp_path: Path) -> No
     result = train(TrainConfig(epochs=1, precision="bf16", out=tmp_path / "r", **TINY), False)
     assert result.history[-1]["precision"] == "bfloat16"
     assert result.best_val_psnr > 0
+
+
+def test_init_starts_from_another_runs_weights(tmp_path: Path) -> None:
+    first = train(TrainConfig(epochs=1, out=tmp_path / "a", **TINY), progress=False)
+    tuned = train(
+        TrainConfig(
+            epochs=1, lr=1e-12, init=str(first.best_checkpoint), out=tmp_path / "b", **TINY
+        ),
+        progress=False,
+    )
+    a = load_checkpoint(first.best_checkpoint)["state_dict"]
+    b = load_checkpoint(tuned.best_checkpoint)["state_dict"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # lr ~0: weights kept
+    with pytest.raises(UserInputError, match="same network"):
+        train(TrainConfig(variant="truncated", epochs=1, init=str(first.best_checkpoint),
+                          out=tmp_path / "c", **TINY), progress=False)  # fmt: skip
+
+
+def test_psnr_of_identical_images_is_capped_not_infinite() -> None:
+    from n2nkit.training.metrics import psnr
+
+    a = torch.rand(3, 3, 8, 8)
+    values = psnr(a, a.clone())
+    assert torch.isfinite(values).all() and float(values.min()) == pytest.approx(100.0)

@@ -137,11 +137,18 @@ def findings(report: Report, entries: list[ModelEntry]) -> list[str]:
         return []
     noise = noises[0]
     models = [e.label for e in entries]
-    skipped = sorted({r.target for r in report.rows if r.status == "skipped"})
+    skipped = sorted(
+        {r.target for r in report.rows if r.status == "skipped" and r.group != "baseline"}
+    )
+    skipped_baselines = [
+        r.model for r in report.rows if r.status == "skipped" and r.group == "baseline"
+    ]
     lines = _int8_findings(report, models, noise)
     lines += _truncated_findings(report, entries)
     lines += _deeper_findings(report, entries, noise)
     lines += _baseline_findings(report, models, noise)
     if skipped:
-        lines.append(f"Skipped here (reasons in the table): {', '.join(skipped)}.")
+        lines.append(f"Targets skipped here (reasons in the table): {', '.join(skipped)}.")
+    if skipped_baselines:
+        lines.append(f"Baselines skipped here: {', '.join(skipped_baselines)}.")
     return lines

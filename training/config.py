@@ -23,7 +23,8 @@ class TrainConfig:
     400, 32×32 crops, epochs of 50,000 pairs. ``precision`` is the autocast dtype of the
     forward pass (weights and optimizer stay float32): ``auto`` picks bf16 where the hardware
     runs it natively (recent NVIDIA GPUs; CPUs with AVX512-BF16 or AMX), fp16 on older GPUs,
-    else fp32. ``epochs`` counts the run's total epochs;
+    else fp32. ``init`` names a checkpoint whose weights a fresh run starts from (fine-tuning).
+    ``epochs`` counts the run's total epochs;
     ``budget_s`` is the wall-clock limit of one invocation (training stops mid-epoch when it runs
     out, then validates and saves). ``out`` is accepted as an alias of ``out_dir``.
     """
@@ -51,6 +52,7 @@ class TrainConfig:
     val_size: int = 1000
     num_threads: int | None = None
     precision: str = "auto"
+    init: str | None = None
     variant_kwargs: dict[str, Any] = field(default_factory=dict)
     out: InitVar[Path | None] = None
 

@@ -256,6 +256,8 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         raise UserInputError(
             f"--crop {config.crop} is not a multiple of {config.variant}'s size multiple {multiple}"
         )
+    if config.init and resumed is None:
+        _initialise(model, config)
     model = model.to(device, memory_format=torch.channels_last).train()
 
     # -- data: uint8 images on the device, crops/augmentation/noise drawn there ------------
@@ -468,6 +470,18 @@ def make_batch(
                 tgt = quantize(tgt)
     cl = torch.channels_last
     return inp.contiguous(memory_format=cl), tgt.contiguous(memory_format=cl)
+
+
+def _initialise(model: torch.nn.Module, config: TrainConfig) -> None:
+    """Start from another run's weights (fine-tuning); the networks must be the same."""
+    ckpt = load_checkpoint(Path(config.init))
+    theirs = (ckpt["model"]["variant"], ckpt["model"].get("kwargs", {}))
+    if theirs != (config.variant, dict(config.variant_kwargs)):
+        raise UserInputError(
+            f"--init {config.init} holds {theirs[0]} {theirs[1] or ''}; this run trains "
+            f"{config.variant} {config.variant_kwargs or ''}: they must be the same network"
+        )
+    model.load_state_dict(ckpt["state_dict"])
 
 
 def _check_loss(running: torch.Tensor, steps: int, epoch: int, step: int, config) -> float:

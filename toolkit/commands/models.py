@@ -30,3 +30,28 @@ def models(
             row.description,
         )
     console.print(table)
+    _print_shipped(console)
+
+
+def _print_shipped(console) -> None:
+    """The trained models inside the package (what `n2nkit denoise` uses by default)."""
+    from rich.table import Table
+
+    from n2nkit.runtime.shipped import shipped_model_names, shipped_model_record
+
+    record = shipped_model_record()
+    table = Table(title="shipped models (n2nkit denoise --model NAME; n2n is the default)")
+    for column in ("name", "variant", "noise", "training", "val PSNR", "file"):
+        table.add_column(column)
+    for name in shipped_model_names():
+        info = record.get(name, {})
+        minutes = info.get("training_s")
+        table.add_row(
+            name,
+            info.get("variant", "?") + (" (residual)" if info.get("residual") else ""),
+            info.get("noise", "?"),
+            f"{minutes / 60:.0f} min, {info.get('device', '?')}" if minutes else "?",
+            f"{info['val_psnr']:.2f} dB" if "val_psnr" in info else "?",
+            f"runtime/models/{name}.onnx",
+        )
+    console.print(table)

@@ -61,6 +61,15 @@ def pipeline(
     device: Annotated[
         str, typer.Option(help="Training device: auto, cpu, cuda.", rich_help_panel=ADVANCED)
     ] = "auto",
+    residual: Annotated[
+        bool,
+        typer.Option(
+            "--residual",
+            help="Train with a global residual (as the shipped models are; the report's "
+            "networks predict the image directly).",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = False,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -101,7 +110,8 @@ def pipeline(
     batch = batch_size or _default_batch(device)
     configs = {  # validated before the first minute of training
         name: TrainConfig(variant=name, noise=noise, budget_s=budget_s, device=device,
-                          batch_size=batch, out_dir=out / "runs" / name).validate()
+                          batch_size=batch, out_dir=out / "runs" / name,
+                          variant_kwargs={"residual": True} if residual else {}).validate()
         for name in names
     }  # fmt: skip
 

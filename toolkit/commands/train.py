@@ -112,6 +112,13 @@ def train(
             rich_help_panel=RECIPE,
         ),
     ] = False,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from this checkpoint's weights (fine-tune; same variant).",
+            rich_help_panel=RECIPE,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.", rich_help_panel=ADVANCED)] = 0,
     val_size: Annotated[
         int, typer.Option(help="Fixed validation crops.", rich_help_panel=ADVANCED)
@@ -166,6 +173,7 @@ def train(
                 num_threads=threads,
                 precision=precision,
                 variant_kwargs={"residual": True} if residual else {},
+                init=str(init) if init else None,
             ).validate()
         )
     from n2nkit.training.trainer import train as run_training
