@@ -104,6 +104,26 @@ def quantized_ops(model: Any) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def output_head(model: Any) -> list[str]:
+    """Names of the nodes that make the output, kept in float: the last convolution (3
+    channels out, under 1 % of the work) and, for a residual network, the Add of the input.
+
+    Quantizing them puts 8-bit steps straight onto the denoised pixels. Measured on a residual
+    n2n (blind gaussian 0-50 validation), keeping them in float cut the INT8 PSNR loss from
+    0.18 to 0.12 dB; they hold under 1 % of the multiply-accumulates.
+    """
+    producer = {out: node for node in model.graph.node for out in node.output}
+    head: list[str] = []
+    node = producer.get(model.graph.output[0].name)
+    while node is not None and node.op_type in ("Add", "Conv") and len(head) < 2:
+        head.append(node.name)
+        if node.op_type == "Conv":
+            break
+        node = next((producer[i] for i in node.input if producer.get(i) is not None and
+                     producer[i].op_type == "Conv"), None)  # fmt: skip
+    return head
+
+
 def quantize_int8(
     source: Path,
     path: Path,
@@ -122,6 +142,7 @@ def quantize_int8(
     try:
         pre, quant = scratch / "pre.onnx", scratch / "quant.onnx"
         quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)
+        excluded = output_head(onnx.load(str(pre)))
         quantize_static(
             str(pre),
             str(quant),
@@ -132,12 +153,14 @@ def quantize_int8(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=excluded,
         )
         model = onnx.load(str(quant))
         extra = {
             **metadata.extra,
             "int8_reduce_range": str(reduce_range).lower(),
             "int8_calibration": f"minmax,{sum(len(b) for b in calibration)} crops",
+            "int8_float_nodes": ",".join(excluded),
         }
         set_metadata(model, dataclasses.replace(metadata, precision="int8", extra=extra))
         save_onnx(model, path)
