@@ -91,11 +91,12 @@ def main(argv: list[str] | None = None) -> int:
             "lat": {},
             "note": "",
         }
-        if "reduce_range" in row.details:
+        if "calibration" in row.details:
             d = row.details
             item["note"] = (
-                f"INT8: reduce_range={str(d['reduce_range']).lower()} chosen by measurement; "
-                f"PSNR Δ by reduce_range {d['psnr_change_by_reduce_range']} dB; "
+                f"INT8: calibration {d['calibration']}, reduce_range="
+                f"{str(d['reduce_range']).lower()}, chosen on training crops; "
+                f"PSNR Δ there by candidate {d['selection_psnr_change']} dB; "
                 f"ops on quantized inputs {d['quantized_ops']}."
             )
         if row.passed:

@@ -191,7 +191,7 @@ def export_model(
     from n2nkit.export.fp16 import convert_fp16
     from n2nkit.export.onnx_export import export_onnx
     from n2nkit.export.ort_format import convert_ort
-    from n2nkit.export.quantize_int8 import calibration_batches, quantize_best
+    from n2nkit.export.quantize_int8 import calibration_batches, quantize_best, selection_set
 
     say = progress or (lambda _message: None)
     if opset < 17:
@@ -250,17 +250,20 @@ def export_model(
         onnx_rows = {"fp32": fp32}
 
         if wants_int8:
-            say("model.int8.onnx (calibrating, choosing reduce_range)")
+            say("model.int8.onnx (calibrating, choosing among candidates)")
 
             def make_int8(path: Path) -> dict[str, Any]:
                 batches = calibration_batches(noise, metadata.size_multiple, seed=seed)
+                selection = selection_set(metadata, noise, seed)
+                reference = verify.mean_psnr(verify.ort_runner(verify.ort_session(fp32.path)), selection)
                 choice = quantize_best(
-                    fp32.path, path, metadata, batches, evalset, reduce_range=reduce_range
+                    fp32.path, path, metadata, batches, selection, reduce_range=reduce_range
                 )
                 return {
+                    "calibration": choice.calibration,
                     "reduce_range": choice.reduce_range,
-                    "psnr_change_by_reduce_range": {
-                        str(k).lower(): round(v - fp32.psnr, 4) for k, v in choice.psnr.items()
+                    "selection_psnr_change": {
+                        k: round(v - reference, 4) for k, v in choice.psnr.items()
                     },
                     "quantized_ops": choice.ops,
                 }

@@ -211,7 +211,7 @@ class Denoiser:
     def denoise_planes(self, planes: np.ndarray) -> np.ndarray:
         """float32 N×C×H×W in [0, 1] (C = 1 or 3), any H and W -> the same, denoised."""
         meta = self._backend.metadata
-        x, folded = fit_channels(np.asarray(planes, dtype=np.float32), meta.channels)
+        x, fit = fit_channels(np.asarray(planes, dtype=np.float32), meta.channels)
         n, _, h, w = x.shape
         m = max(meta.size_multiple, 1)
         height, width = round_up(max(h, meta.min_side), m), round_up(max(w, meta.min_side), m)
@@ -222,7 +222,7 @@ class Denoiser:
             out = np.stack(
                 [run_tiled(img, self._backend.infer, self.tile, self.overlap, m) for img in x]
             )
-        return unfit_channels(out[:, :, :h, :w], planes.shape[1], folded)
+        return unfit_channels(out[:, :, :h, :w], fit)
 
     def _whole(self, x: np.ndarray) -> np.ndarray:
         """Images that fit in one piece, several per call within the tile's pixel budget."""

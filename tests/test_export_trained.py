@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from n2nkit.cli import app
 from n2nkit.export.pipeline import Status, export_checkpoint
+from n2nkit.export.quantize_int8 import CALIBRATIONS, candidate_label
 from n2nkit.export.verify import Tolerance, ort_metadata, ort_session
 from n2nkit.runtime.metadata import ModelMetadata
 
@@ -52,7 +53,10 @@ def test_int8_and_fp16_psnr_loss_within_budget(exported) -> None:
     assert by_name["model.int8.onnx"].psnr_change >= -0.2
     assert by_name["model.fp16.onnx"].psnr_change >= -0.05
     int8 = by_name["model.int8.onnx"].details
-    assert set(int8["psnr_change_by_reduce_range"]) == {"false", "true"}  # both measured
+    tried = int8["selection_psnr_change"]  # every calibration, plus the winner with 7-bit
+    assert len(tried) == len(CALIBRATIONS) + 1
+    label = candidate_label(int8["calibration"], int8["reduce_range"])
+    assert tried[label] == max(tried.values())  # the kept one is the best measured
     assert int8["quantized_ops"].get("Conv", 0) >= 20  # every convolution runs in INT8
 
 
@@ -67,6 +71,7 @@ def test_each_artifact_carries_its_metadata(exported, run_dir: Path) -> None:
     props = {p.key: p.value for p in int8.metadata_props}
     assert props["n2nkit.int8_reduce_range"] in ("true", "false")
     assert ModelMetadata.from_props(props).extra["int8_reduce_range"] in ("true", "false")
+    assert props["n2nkit.int8_calibration"].split(",")[0] in CALIBRATIONS
 
 
 def test_failed_verification_deletes_the_artifact(run_dir: Path, tmp_path: Path) -> None:

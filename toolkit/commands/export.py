@@ -142,8 +142,8 @@ def print_results(rows: list, out: Path) -> None:
     table.add_column("note", overflow="fold")
     for row in rows:
         note = row.message
-        if row.passed and "reduce_range" in row.details:
-            note = f"reduce_range={str(row.details['reduce_range']).lower()}"
+        if row.passed and "calibration" in row.details:
+            note = row.details["calibration"] + (", 7-bit" * bool(row.details["reduce_range"]))
         table.add_row(
             row.status.symbol,
             row.name,
