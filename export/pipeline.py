@@ -255,7 +255,8 @@ def export_model(
             def make_int8(path: Path) -> dict[str, Any]:
                 batches = calibration_batches(noise, metadata.size_multiple, seed=seed)
                 selection = selection_set(metadata, noise, seed)
-                reference = verify.mean_psnr(verify.ort_runner(verify.ort_session(fp32.path)), selection)
+                fp32_run = verify.ort_runner(verify.ort_session(fp32.path))
+                reference = verify.mean_psnr(fp32_run, selection)
                 choice = quantize_best(
                     fp32.path, path, metadata, batches, selection, reduce_range=reduce_range
                 )
