@@ -122,7 +122,10 @@ def _produce(
     reference = ctx.torch_psnr if reference_psnr is None else reference_psnr
     try:
         runner = run(staged)
-        row.max_abs_error = verify.max_abs_error(ctx.torch_outputs, runner, ctx.evalset.parity)
+        counted = ctx.evalset.parity_is_photo if precision == "int8" else None
+        row.max_abs_error = verify.max_abs_error(
+            ctx.torch_outputs, runner, ctx.evalset.parity, counted
+        )
         row.psnr = verify.mean_psnr(runner, ctx.evalset)
         row.psnr_change = row.psnr - reference
         problems = []

@@ -9,7 +9,7 @@ no more than the tolerated amount below the reference's.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +34,14 @@ class Tolerance:
 
 
 # FP32 is the same arithmetic in another order; FP16 keeps ~3 significant digits; INT8 is
-# judged by PSNR, the max error only catches a broken graph (outputs live in [0, 1]): its
-# activation ranges are calibrated on photos, so on the random-noise parity inputs a clipped
-# activation can move a single pixel by ~0.4 (measured 0.37 on the shipped n2n).
+# judged by PSNR, the max error only catches a broken graph (outputs live in [0, 1]) and is
+# taken on the noisy-photo parity inputs alone: activation ranges are calibrated on photos, so
+# on uniform-random inputs clipped activations move single pixels by 0.3-0.55 (measured on the
+# shipped models) without anything being broken.
 TOLERANCES: dict[str, Tolerance] = {
     "fp32": Tolerance(max_abs=1e-4, max_psnr_loss=0.01),
     "fp16": Tolerance(max_abs=2e-2, max_psnr_loss=0.05),
-    "int8": Tolerance(max_abs=0.5, max_psnr_loss=0.2),
+    "int8": Tolerance(max_abs=0.35, max_psnr_loss=0.2),
 }
 
 
@@ -51,6 +52,7 @@ class EvalSet:
     parity: list[Any]  # float32 N×C×H×W arrays: random and noisy real images, several sizes
     val_noisy: Any  # float32 N×C×S×S
     val_clean: Any
+    parity_is_photo: list[bool] = field(default_factory=list)  # per parity entry
 
 
 def round_up(value: int, multiple: int) -> int:
@@ -114,14 +116,15 @@ def build_evalset(
 
     photos = list(images) if images is not None else list(load_builtin_images("val"))
     rng = np.random.default_rng(seed)
-    parity = []
+    parity, is_photo = [], []
     for i, (h, w) in enumerate(parity_sizes(metadata.size_multiple, metadata.min_side)):
         parity.append(rng.random((2, metadata.channels, h, w), dtype=np.float32))
         clean = to_nchw([_crop_hw(photos[i % len(photos)], h, w)])
         parity.append(add_noise_np(clean, noise, seed + i))
+        is_photo += [False, True]
     side = round_up(max(VAL_SIDE, metadata.min_side), max(metadata.size_multiple, 1))
     clean = to_nchw([tile for p in photos for tile in _tiles(p, side, VAL_TILES_PER_IMAGE)])
-    return EvalSet(parity, add_noise_np(clean, noise, seed + 100), clean)
+    return EvalSet(parity, add_noise_np(clean, noise, seed + 100), clean, is_photo)
 
 
 def torch_runner(model: Any) -> Runner:
@@ -155,8 +158,17 @@ def run_batched(run: Runner, x: Any, batch: int = 4) -> Any:
     return np.concatenate([run(x[i : i + batch]) for i in range(0, len(x), batch)])
 
 
-def max_abs_error(reference: Runner | list[Any], candidate: Runner, inputs: list[Any]) -> float:
-    """Largest |candidate - reference| over all inputs (reference: a runner or its outputs)."""
+def max_abs_error(
+    reference: Runner | list[Any],
+    candidate: Runner,
+    inputs: list[Any],
+    counted: Sequence[bool] | None = None,
+) -> float:
+    """Largest |candidate - reference| over the inputs (reference: a runner or its outputs).
+
+    ``counted`` limits the maximum to some inputs; the others are still run and checked for
+    shape and finiteness.
+    """
     import numpy as np
 
     worst = 0.0
@@ -167,6 +179,8 @@ def max_abs_error(reference: Runner | list[Any], candidate: Runner, inputs: list
             raise VerificationError(f"output shape {out.shape} differs from PyTorch's {ref.shape}")
         if not np.isfinite(out).all():
             return float("inf")
+        if counted is not None and not counted[i]:
+            continue
         worst = max(worst, float(np.abs(out.astype(np.float64) - ref).max()))
     return worst
 

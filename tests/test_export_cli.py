@@ -123,6 +123,10 @@ def test_bad_options_are_one_line(tmp_path: Path) -> None:
     result = _export([str(path), "--out", str(tmp_path / "o"), "--reduce-range", "maybe"])
     assert result.exit_code == 2
     _one_line_error(result, "auto")
+    result = _export([str(path), "--out", str(tmp_path / "o"), "--int8-max-loss", "-1"])
+    assert result.exit_code == 2
+    _one_line_error(result, "--int8-max-loss")
+    assert not (tmp_path / "o").exists()  # refused before anything is written
 
 
 def test_profiles_parse_and_validate() -> None:

@@ -73,6 +73,14 @@ def export(
             rich_help_panel=ADVANCED,
         ),
     ] = "auto",
+    int8_max_loss: Annotated[
+        float,
+        typer.Option(
+            help="PSNR loss (dB) against the FP32 model that an INT8 artifact may have and "
+            "still pass.",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = 0.2,
     opset: Annotated[
         int, typer.Option(help="ONNX opset (17 or newer).", rich_help_panel=ADVANCED)
     ] = 17,
@@ -87,11 +95,14 @@ def export(
     failed. Exits non-zero unless every artifact passed.
     """
     from n2nkit.clitools import console
-    from n2nkit.errors import UnknownNameError, VerificationError
+    from n2nkit.errors import UnknownNameError, UserInputError, VerificationError
     from n2nkit.export.pipeline import export_checkpoint
     from n2nkit.export.tensorrt_engine import DEFAULT_PROFILES, PRECISIONS, Profile
+    from n2nkit.export.verify import TOLERANCES, Tolerance
 
     modes = {"auto": None, "on": True, "off": False}
+    if not 0.0 <= int8_max_loss <= 10.0:
+        raise UserInputError(f"--int8-max-loss {int8_max_loss} dB: give 0 to 10")
     if reduce_range not in modes:
         raise UnknownNameError("--reduce-range value", reduce_range, list(modes))
     for p in trt_precision or []:
@@ -112,6 +123,7 @@ def export(
             trt_precisions=tuple(trt_precision or PRECISIONS),
             trt_profiles=profiles,
             timing_cache=timing_cache,
+            tolerances={"int8": Tolerance(TOLERANCES["int8"].max_abs, int8_max_loss)},
             seed=seed,
             progress=lambda message: status.update(f"exporting {message}"),
         )
