@@ -111,7 +111,7 @@ def test_trt_without_tensorrt_is_one_line_and_writes_nothing(tmp_path: Path) -> 
     out = tmp_path / "out"
     result = _export([str(path), "--out", str(out), "--trt"])
     assert result.exit_code == 3
-    _one_line_error(result, "TensorRT", "pip install 'n2nkit")  # [gpu]: see clitools markup
+    _one_line_error(result, "TensorRT", "pip install 'n2nkit[gpu]'")  # not eaten as markup
     assert not out.exists() or not any(out.iterdir())
 
 

@@ -36,7 +36,7 @@ def test_pipeline_trains_exports_and_reports(first_run) -> None:
     assert status[("truncated", "mobile-int8-1t")] == "measured"
     assert status[("truncated", "gpu-trt-fp16")] == "skipped"
     assert status[("nlm", "cpu-python")] == "measured"
-    assert "TensorRT engines skipped" in output
+    assert "TensorRT engines skipped" in output and "n2nkit[gpu]" in output
     state = json.loads((out / "pipeline.json").read_text())
     assert state == {"train:truncated": "done", "export:truncated": "done", "compare": "done"}
 

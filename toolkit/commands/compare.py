@@ -157,6 +157,7 @@ def _print_targets(console, targets) -> None:
 
 
 def _print_report(console, report) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from n2nkit.report import size_key
@@ -178,6 +179,6 @@ def _print_report(console, report) -> None:
             f"{stats['mpx_per_s']:.2f}" if stats else "–",
             "✅"
             if r.status == "measured"
-            else f"{'⏭' if r.status == 'skipped' else '❌'} {r.reason}",
+            else f"{'⏭' if r.status == 'skipped' else '❌'} {escape(r.reason)}",
         )
     console.print(table)

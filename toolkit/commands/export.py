@@ -139,6 +139,7 @@ def export(
 
 def print_results(rows: list, out: Path) -> None:
     """The export table: one row per artifact (shared with ``n2nkit pipeline``)."""
+    from rich.markup import escape
     from rich.table import Table
 
     from n2nkit.clitools import console
@@ -164,6 +165,6 @@ def print_results(rows: list, out: Path) -> None:
             "-" if row.max_abs_error is None else f"{row.max_abs_error:.2e}",
             "-" if row.psnr_change is None else f"{row.psnr_change:+.3f}",
             f"{row.seconds:.1f} s",
-            note,
+            escape(note),  # messages name extras like n2nkit[gpu], not markup
         )
     console.print(table)

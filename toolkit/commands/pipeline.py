@@ -103,6 +103,8 @@ def pipeline(
             elif target.exists():
                 target.unlink()
     out.mkdir(parents=True, exist_ok=True)
+    from rich.markup import escape
+
     from n2nkit.targets import select_targets
 
     select_targets(target)  # an unknown target fails now, not after training
@@ -139,7 +141,7 @@ def pipeline(
         state[key] = "done"
         _save_state(out, state)
     if trt_reason:
-        console.print(f"TensorRT engines skipped: {trt_reason}")
+        console.print(f"TensorRT engines skipped: {escape(trt_reason)}")
 
     # 3. compare ------------------------------------------------------------------------
     from n2nkit.commands.compare import run_compare
