@@ -109,3 +109,26 @@ def test_clip_noise_protocol_gives_8_bit_noisy_images(tmp_path: Path) -> None:
     assert unclipped.min() < 0 and unclipped.max() > 1
     assert clipped.min() >= 0 and clipped.max() <= 1
     assert np.allclose(clipped * 255, np.round(clipped * 255), atol=1e-4)
+
+
+def test_baseline_speed_finding_uses_the_fastest_target_within_the_psnr_budget() -> None:
+    from n2nkit.findings import _baseline_findings
+    from n2nkit.report import Report, Row
+
+    def row(model, target, group, ms, psnr, delta=0.0):
+        return Row(model, target, group, "measured", psnr={"g": psnr},
+                   psnr_delta={"g": delta} if group != "baseline" else {},
+                   latency={"per-image": {"p50_ms": ms}})  # fmt: skip
+
+    rows = [
+        row("m", "cpu-fp32", "desktop-cpu", 100.0, 30.0),
+        row("m", "mobile-int8-2t", "mobile-like", 50.0, 29.9, -0.1),
+        row("m", "mobile-int8-1t", "mobile-like", 20.0, 29.0, -1.0),  # too lossy to count
+        row("bm3d", "cpu-python", "baseline", 8000.0, 33.0),
+    ]
+    (line,) = _baseline_findings(Report({}, {}, rows), ["m"], "g")
+    assert "80× faster per test image on this CPU (cpu-fp32)" in line
+    assert "160× on mobile-int8-2t (-0.10 dB)" in line and "meets the ≥100× target" in line
+    rows[1].latency["per-image"]["p50_ms"] = 90.0
+    (line,) = _baseline_findings(Report({}, {}, rows), ["m"], "g")
+    assert "89× on mobile-int8-2t" in line and "misses the ≥100× target" in line

@@ -111,6 +111,19 @@ def _deeper_findings(report: Report, entries: list[ModelEntry], noise: str) -> l
     ]
 
 
+def _fastest(rows: list[Row], model: str, noise: str) -> Row | None:
+    """The model's quickest measured target per test image that loses at most 0.2 dB."""
+    usable = [
+        r
+        for r in rows
+        if r.model == model
+        and r.status == "measured"
+        and _p50(r, "per-image")
+        and r.psnr_delta.get(noise, 0.0) >= -0.2
+    ]
+    return min(usable, key=lambda r: _p50(r, "per-image"), default=None)
+
+
 def _baseline_findings(report: Report, models: list[str], noise: str) -> list[str]:
     lines = []
     baselines = {r.model: r for r in report.rows if r.group == "baseline" and noise in r.psnr}
@@ -118,21 +131,30 @@ def _baseline_findings(report: Report, models: list[str], noise: str) -> list[st
         row = _find(report.rows, model, "cpu-fp32")
         if not row or noise not in row.psnr:
             continue
+        fastest = _fastest(report.rows, model, noise)
         for name, base in baselines.items():
             diff = row.psnr[noise] - base.psnr[noise]
             speed = ""
             model_ms, base_ms = _p50(row, "per-image"), _p50(base, "per-image")
             if model_ms and base_ms:
                 ratio = base_ms / model_ms
-                speed = f", {ratio:.{0 if ratio >= 10 else 1}f}× faster per test image on this CPU"
-                if name == "bm3d":  # the issue's target: at least 100× faster than BM3D
-                    met = "meets" if ratio >= 100 else "misses"
-                    speed += f" ({met} the ≥100× target)"
+                speed = f", {_times(ratio)} faster per test image on this CPU (cpu-fp32)"
+                if fastest is not None and fastest.target != row.target:
+                    best = base_ms / _p50(fastest, "per-image")
+                    delta = fastest.psnr_delta.get(noise, 0.0)
+                    speed += f", {_times(best)} on {fastest.target} ({delta:+.2f} dB)"
+                    ratio = max(ratio, best)
+                if name == "bm3d":  # the issues' target: at least 100× faster than BM3D
+                    speed += f"; {'meets' if ratio >= 100 else 'misses'} the ≥100× target"
             lines.append(
                 f"{model} vs {name} at {noise}: {row.psnr[noise]:.2f} vs "
                 f"{base.psnr[noise]:.2f} dB ({diff:+.2f} dB){speed}."
             )
     return lines
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:.{0 if ratio >= 10 else 1}f}×"
 
 
 def findings(report: Report, entries: list[ModelEntry]) -> list[str]:
