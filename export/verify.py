@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from n2nkit.errors import VerificationError
+from n2nkit.errors import VerificationError, first_line
 from n2nkit.runtime.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
 
 # Sizes the issue names; each is rounded up to the model's size multiple.
@@ -202,7 +202,7 @@ def check_onnx(path: Path, precision: str) -> ModelMetadata:
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = first_line(exc)
         raise VerificationError(f"{Path(path).name} fails the ONNX checker: {first}") from None
     model = onnx.load(str(path), load_external_data=False)
     for values, name in ((model.graph.input, INPUT_NAME), (model.graph.output, OUTPUT_NAME)):

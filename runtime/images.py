@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from n2nkit.errors import UserInputError
+from n2nkit.errors import UserInputError, first_line
 from n2nkit.runtime import png16
 
 FORMATS = {
@@ -162,9 +162,8 @@ def read_image(path: Path, max_pixels: int | None = None) -> ImageFile:
     except PermissionError:
         raise UserInputError(f"cannot read {path}: permission denied") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # Pillow's truncated/corrupt
-        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise UserInputError(
-            f"{path} is not a readable image (truncated or corrupt?): {reason}"
+            f"{path} is not a readable image (truncated or corrupt?): {first_line(exc)}"
         ) from None
     pixels = apply_orientation(np.array(pixels), orientation)
     return ImageFile(pixels, fmt, mode, icc, exif_bytes, notes)

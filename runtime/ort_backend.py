@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from n2nkit.errors import MissingDependencyError, ModelFormatError, require
+from n2nkit.errors import MissingDependencyError, ModelFormatError, first_line, require
 from n2nkit.runtime.backend import Backend
 from n2nkit.runtime.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
 
@@ -40,11 +40,6 @@ def cuda_provider_available() -> bool:
     return CUDA_PROVIDER in ort.get_available_providers()
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 class OrtBackend(Backend):
     """One onnxruntime ``InferenceSession``; its ``run`` is safe to call from several threads."""
 
@@ -63,7 +58,7 @@ class OrtBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
-            reason = _first_line(exc)
+            reason = first_line(exc)
             raise ModelFormatError(f"{path} is not a loadable ONNX model: {reason}") from None
         if device == "cuda" and self.session.get_providers()[0] != CUDA_PROVIDER:
             raise MissingDependencyError("a CUDA GPU that onnxruntime can use", GPU_HINT)

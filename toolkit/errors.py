@@ -39,6 +39,13 @@ class ModelFormatError(UserInputError):
     """A model file (ONNX, engine) whose inputs, outputs or metadata do not fit n2nkit."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none): third-party
+    errors often carry pages of detail, and a user gets one line."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 class MissingDependencyError(N2NError):
     """An optional package or system library is missing; the message names how to install it."""
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from n2nkit.errors import CheckpointError
+from n2nkit.errors import CheckpointError, first_line
 from n2nkit.fileio import atomic_write
 
 FORMAT = "n2nkit.checkpoint"
@@ -80,7 +80,7 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise CheckpointError(
             f"{path} was refused: it holds objects other than tensors and plain data "
             f"(loaded with weights_only=True, nothing was executed): {first}"
@@ -95,7 +95,7 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
         OSError,
         ValueError,
     ) as exc:  # torch's legacy unpickler raises KeyError/IndexError on arbitrary bytes
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise CheckpointError(
             f"{path} is not a readable checkpoint (truncated?): {first}"
         ) from None
@@ -142,7 +142,7 @@ def build_model(ckpt: dict[str, Any]):
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+        first = first_line(exc)
         raise CheckpointError(
             f"weights do not fit variant {ckpt['model']['variant']!r}: {first}"
         ) from None

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from n2nkit.errors import DataError, UnknownNameError, UserInputError
+from n2nkit.errors import DataError, UnknownNameError, UserInputError, first_line
 
 BUILTIN_SPLITS: dict[str, tuple[str, ...]] = {
     "train": (
@@ -147,13 +147,13 @@ def load_report_file(path: Path, role: str = "train") -> tuple[Any, Any]:
             warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise DataError(
             f"{path} was refused: it holds objects other than tensors "
             f"(read with weights_only=True, nothing was executed): {first}"
         ) from None
     except Exception as exc:  # text, images, truncated zips: the legacy reader fails many ways
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        first = first_line(exc)
         raise DataError(f"{path} is not a torch tensor file: {first}") from None
     if not isinstance(obj, (tuple, list)) or len(obj) != 2:
         raise DataError(
