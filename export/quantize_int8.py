@@ -36,10 +36,10 @@ from n2nkit.export.verify import (
     mean_psnr,
     ort_runner,
     ort_session,
-    round_up,
     to_nchw,
 )
 from n2nkit.runtime.metadata import INPUT_NAME, ModelMetadata
+from n2nkit.runtime.tiling import round_up
 
 CALIBRATION_CROPS = 48
 CALIBRATION_SIDE = 64

@@ -15,6 +15,7 @@ from typing import Any
 
 from n2nkit.errors import VerificationError, first_line
 from n2nkit.runtime.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from n2nkit.runtime.tiling import round_up
 
 # Sizes the issue names; each is rounded up to the model's size multiple.
 PARITY_SIZES: tuple[tuple[int, int], ...] = ((32, 32), (64, 96), (256, 384))
@@ -53,10 +54,6 @@ class EvalSet:
     val_noisy: Any  # float32 N×C×S×S
     val_clean: Any
     parity_is_photo: list[bool] = field(default_factory=list)  # per parity entry
-
-
-def round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
 
 
 def parity_sizes(size_multiple: int, min_side: int = 1) -> list[tuple[int, int]]:
