@@ -18,6 +18,17 @@ err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def print_error(exc: BaseException) -> None:
+    """``error: <message>`` on stderr, on one line however narrow the terminal (so scripts can
+    grep it); the message is text, never markup (extras like n2nkit[gpu] stay intact)."""
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+
+
+def print_note(note: str) -> None:
+    """A dimmed ``note: <text>`` on stderr: something the user may want to know, not a failure."""
+    err_console.print(f"[dim]note: {escape(note)}[/]", highlight=False, soft_wrap=True)
+
+
 def guard(fn: F) -> F:
     """Turn an :class:`N2NError` into one line on stderr and its exit code (no traceback).
 
@@ -29,10 +40,7 @@ def guard(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except N2NError as exc:
-            # soft_wrap: one line however narrow the terminal, so scripts can grep it
-            err_console.print(
-                f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
-            )
+            print_error(exc)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")

@@ -170,9 +170,7 @@ def denoise(
     ] = None,
 ) -> None:
     """Denoise images with a trained model (the shipped n2n unless --model says otherwise)."""
-    from rich.markup import escape
-
-    from n2nkit.clitools import console, err_console
+    from n2nkit.clitools import console, print_note
     from n2nkit.errors import UserInputError
     from n2nkit.runtime import Denoiser
 
@@ -183,7 +181,7 @@ def denoise(
     jobs, to_folder = plan_jobs(inputs, out, fmt, overwrite)
     denoiser = Denoiser.load(model, backend=backend, threads=threads, tile=tile, overlap=overlap)
     for note in denoiser.notes:
-        err_console.print(f"[dim]note: {escape(note)}[/]", highlight=False, soft_wrap=True)
+        print_note(note)
     meta = denoiser.metadata
     console.print(
         f"{meta.variant} ({meta.precision}, {denoiser.path.name}) on {denoiser.backend}",
@@ -197,7 +195,6 @@ def denoise(
 
 
 def _run(jobs: list[Job], denoiser, quality: int, max_pixels: int | None, progress: bool) -> int:
-    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -206,7 +203,7 @@ def _run(jobs: list[Job], denoiser, quality: int, max_pixels: int | None, progre
         TimeRemainingColumn,
     )
 
-    from n2nkit.clitools import console, err_console
+    from n2nkit.clitools import console, print_error, print_note
     from n2nkit.errors import N2NError
     from n2nkit.runtime.images import read_image, write_image
 
@@ -226,14 +223,13 @@ def _run(jobs: list[Job], denoiser, quality: int, max_pixels: int | None, progre
                 if not progress:
                     raise
                 failed += 1
-                message = f"[bold red]error:[/] {escape(str(exc))}"
-                err_console.print(message, highlight=False, soft_wrap=True)
+                print_error(exc)
             else:
                 h, w = image.pixels.shape[:2]
                 seconds = time.perf_counter() - start
                 console.print(f"{job.source} -> {job.target} ({w}×{h}, {seconds:.2f} s)",
                               highlight=False, soft_wrap=True)  # fmt: skip
                 for note in notes:
-                    err_console.print(f"[dim]note: {escape(note)}[/]", soft_wrap=True)
+                    print_note(note)
             bar.advance(task)
     return failed
