@@ -29,13 +29,10 @@ from typing import Any
 
 from n2nkit.errors import MissingDependencyError, UserInputError
 from n2nkit.runtime.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
-from n2nkit.runtime.trt_backend import SIDECAR_FORMAT, sidecar_path
+from n2nkit.runtime.trt_backend import SIDECAR_FORMAT, sidecar_path, tensorrt_module
 
 SIDECAR_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
-INSTALL_HINT = (
-    "install it with `pip install 'n2nkit[gpu]'` on a machine with an NVIDIA GPU and its driver"
-)
 
 
 @dataclass(frozen=True)
@@ -96,10 +93,7 @@ DEFAULT_PROFILES: tuple[Profile, ...] = (
 
 def require_tensorrt() -> Any:
     """Import TensorRT and check for a CUDA GPU, or raise :class:`MissingDependencyError`."""
-    try:
-        import tensorrt as trt
-    except ImportError:
-        raise MissingDependencyError("TensorRT (Python package `tensorrt`)", INSTALL_HINT) from None
+    trt = tensorrt_module()
     import torch
 
     if not torch.cuda.is_available():

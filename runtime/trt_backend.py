@@ -73,7 +73,8 @@ def check_compatible(info: dict[str, Any], tensorrt_version: str, gpu: str, capa
         )
 
 
-def _tensorrt() -> Any:
+def tensorrt_module() -> Any:
+    """The ``tensorrt`` module, or :class:`MissingDependencyError` saying how to install it."""
     try:
         import tensorrt
     except ImportError:
@@ -134,7 +135,7 @@ class TrtBackend(Backend):
         if not path.is_file():
             raise ModelFormatError(f"engine not found: {path}")
         info = read_sidecar(path)
-        trt = _tensorrt()
+        trt = tensorrt_module()
         self._cuda = cuda = _Cuda()
         gpu, capability = cuda.device()
         check_compatible(info, trt.__version__, gpu, capability, path.name)
