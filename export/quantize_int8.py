@@ -230,30 +230,27 @@ def quantize_best(
     import onnx
 
     path = Path(path)
-    psnr: dict[str, float] = {}
+    psnr: dict[tuple[str, bool], float] = {}  # (calibration, reduce_range) -> selection PSNR
     candidates: dict[tuple[str, bool], Path] = {}
 
     def build(method: str, option: bool) -> None:
-        label = candidate_label(method, option)
         candidate = path.with_name(f".{path.stem}.{len(candidates)}{path.suffix}")
         quantize_int8(source, candidate, metadata, calibration, option, method)
         candidates[(method, option)] = candidate
-        psnr[label] = mean_psnr(ort_runner(ort_session(candidate)), selection)
-
-    def score(key: tuple[str, bool]) -> float:
-        return psnr[candidate_label(*key)]
+        psnr[(method, option)] = mean_psnr(ort_runner(ort_session(candidate)), selection)
 
     try:
         for method in calibrations:
             build(method, bool(reduce_range))
         if reduce_range is None:
-            build(max(candidates, key=score)[0], True)
-        best = max(candidates, key=score)
+            build(max(psnr, key=psnr.__getitem__)[0], True)
+        best = max(psnr, key=psnr.__getitem__)
         os.replace(candidates.pop(best), path)
     finally:
         for leftover in candidates.values():
             leftover.unlink(missing_ok=True)
-    return Int8Choice(best[0], best[1], psnr, quantized_ops(onnx.load(str(path))))
+    labelled = {candidate_label(*key): value for key, value in psnr.items()}
+    return Int8Choice(best[0], best[1], labelled, quantized_ops(onnx.load(str(path))))
 
 
 def selection_set(metadata: ModelMetadata, noise: str, seed: int) -> EvalSet:
