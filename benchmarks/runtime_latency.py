@@ -22,6 +22,7 @@ default tile (1024) and untiled (``--tiles``), to show what tiling costs. With `
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -111,6 +112,7 @@ def torch_eager_ms(variant: str, h: int, w: int, threads: int, budget_s: float) 
     return best
 
 
+@functools.cache  # one count per network and size, not one per backend × threads × tile
 def macs(variant: str, h: int, w: int) -> int:
     from n2nkit.training.models import count_macs, create_model
 
