@@ -26,9 +26,9 @@ from n2nkit.training.gpu_batches import CropBank
 
 def test_builtin_split_is_by_image_and_fixed() -> None:
     assert BUILTIN_SPLITS["test"] == ("coffee", "flower")
-    assert BUILTIN_SPLITS["val"] == ("chelsea", "rocket")
+    assert BUILTIN_SPLITS["val"] == ("chelsea", "rocket", "camera", "brick", "grass", "gravel")
     names = [n for split in BUILTIN_SPLITS.values() for n in split]
-    assert len(names) == len(set(names)) == 11
+    assert len(names) == len(set(names)) == 15
     for split, expected in BUILTIN_SPLITS.items():
         images = load_builtin_images(split)
         assert len(images) == len(expected)

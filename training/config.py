@@ -13,6 +13,9 @@ from n2nkit.errors import UnknownNameError, UserInputError
 TARGETS = ("noisy", "clean")
 LOSSES = ("mse", "l1")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+SCHEDULES = ("step", "cosine")
+# Share of synthetic dead-leaves crops mixed into --data builtin (see docs/models.md, "Data").
+DEFAULT_SYNTHETIC_FRACTION = 0.6
 
 
 @dataclass
@@ -24,6 +27,10 @@ class TrainConfig:
     forward pass (weights and optimizer stay float32): ``auto`` picks bf16 where the hardware
     runs it natively (recent NVIDIA GPUs; CPUs with AVX512-BF16 or AMX), fp16 on older GPUs,
     else fp32. ``init`` names a checkpoint whose weights a fresh run starts from (fine-tuning).
+    ``schedule`` is the report's ``step`` (×``lr_gamma`` every ``lr_step`` epochs) or ``cosine``
+    (per step, over the run's epochs or its wall-clock budget, whichever ends first).
+    ``synthetic_fraction`` is the share of dead-leaves crops in each batch (default: 0.6 for
+    ``builtin``, 0 for folders; ``data="synthetic"`` is synthetic only).
     ``epochs`` counts the run's total epochs;
     ``budget_s`` is the wall-clock limit of one invocation (training stops mid-epoch when it runs
     out, then validates and saves). ``out`` is accepted as an alias of ``out_dir``.
@@ -53,6 +60,8 @@ class TrainConfig:
     num_threads: int | None = None
     precision: str = "auto"
     init: str | None = None
+    schedule: str = "step"
+    synthetic_fraction: float | None = None
     variant_kwargs: dict[str, Any] = field(default_factory=dict)
     out: InitVar[Path | None] = None
 
@@ -77,6 +86,12 @@ class TrainConfig:
             raise UnknownNameError("target", self.target, TARGETS)
         if self.loss not in LOSSES:
             raise UnknownNameError("loss", self.loss, LOSSES)
+        if self.schedule not in SCHEDULES:
+            raise UnknownNameError("learning-rate schedule", self.schedule, SCHEDULES)
+        if self.synthetic_fraction is not None and not 0.0 <= self.synthetic_fraction <= 1.0:
+            raise UserInputError(
+                f"synthetic fraction must lie in [0, 1], got {self.synthetic_fraction}"
+            )
         if self.precision not in PRECISIONS:
             raise UnknownNameError("precision", self.precision, PRECISIONS)
         positive = {
@@ -104,6 +119,14 @@ class TrainConfig:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
             raise UserInputError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
         return self
+
+    def synthetic_share(self) -> float:
+        """The share of synthetic crops this run's data gets (explicit, or by data kind)."""
+        if self.data == "synthetic":
+            return 1.0
+        if self.synthetic_fraction is not None:
+            return float(self.synthetic_fraction)
+        return DEFAULT_SYNTHETIC_FRACTION if self.data == "builtin" else 0.0
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:

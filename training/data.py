@@ -4,8 +4,14 @@ Built-in data are the RGB photographs shipped *inside* scikit-image and scikit-l
 the installed packages, never downloaded), split by image so no scene leaks across splits:
 
     train  astronaut, china, hubble_deep_field, ihc, motorcycle_left, motorcycle_right, retina
-    val    chelsea, rocket
+    val    chelsea, rocket, camera, brick, grass, gravel   (the last four are grey photos)
     test   coffee, flower        (the images issue 4's non-local-means baseline is quoted on)
+
+Only four training photos are ordinary scenes (:data:`NATURAL_TRAIN`); space, a retina and
+histology hold most of the split's pixels. ``--data builtin`` therefore mixes in synthetic
+dead-leaves images (:mod:`n2nkit.training.synthetic`) by default, and ``--data synthetic`` trains
+on those alone. Validation holds six photos, crops drawn equally from each, so the choice of
+data and recipe rests on more than two scenes and its spread can be reported.
 
 The report's format is one file that ``torch.load(weights_only=True)`` opens into a tuple/list of
 two uint8 tensors N×3×H×W: two noisy realisations for training, (noisy, clean) for validation.
@@ -35,10 +41,13 @@ BUILTIN_SPLITS: dict[str, tuple[str, ...]] = {
         "motorcycle_right",
         "retina",
     ),
-    "val": ("chelsea", "rocket"),
+    "val": ("chelsea", "rocket", "camera", "brick", "grass", "gravel"),
     "test": ("coffee", "flower"),
 }
 SKLEARN_IMAGES = ("china", "flower")
+# The ordinary photographs of the training split: their pixels colour the synthetic images.
+NATURAL_TRAIN = ("astronaut", "china", "motorcycle_left", "motorcycle_right")
+SYNTHETIC = "synthetic"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
@@ -64,6 +73,11 @@ def _builtin(split: str) -> tuple[np.ndarray, ...]:
     for im in images:
         im.setflags(write=False)  # shared by every caller through the cache
     return images
+
+
+def load_builtin_photos(names: tuple[str, ...]) -> list[np.ndarray]:
+    """Named built-in photos (any split) as H×W×3 uint8 RGB arrays."""
+    return [read_image(builtin_image_path(n)) for n in names]
 
 
 def load_builtin_images(split: str) -> list[np.ndarray]:
@@ -178,10 +192,6 @@ def load_report_file(path: Path, role: str = "train") -> tuple[Any, Any]:
     return a.contiguous(), b.contiguous()
 
 
-def is_tensor_file(path: Path) -> bool:
-    return Path(path).suffix.lower() in (".pt", ".pth", ".pkl", ".bin")
-
-
 # --------------------------------------------------------------------------- --data resolution
 @dataclass
 class ImageSet:
@@ -206,10 +216,14 @@ class ImageSet:
 
 
 def resolve_train_data(spec: str) -> ImageSet:
-    """``builtin``, a report-format file, a folder of clean images, a folder holding two folders
-    of matching noisy realisations, or ``DIR_A,DIR_B``."""
+    """``builtin``, ``synthetic``, a report-format file, a folder of clean images, a folder
+    holding two folders of matching noisy realisations, or ``DIR_A,DIR_B``.
+
+    ``synthetic`` has no photos (``first`` is empty): the trainer paints its images."""
     if spec == "builtin":
         return ImageSet(load_builtin_images("train"), None, "builtin:train")
+    if spec == SYNTHETIC and not Path(spec).exists():
+        return ImageSet([], None, SYNTHETIC)
     if "," in spec and not Path(spec).exists():
         a, b = (Path(p.strip()) for p in spec.split(",", 1))
         for d in (a, b):
@@ -220,8 +234,8 @@ def resolve_train_data(spec: str) -> ImageSet:
     path = Path(spec)
     if not path.exists():
         raise DataError(
-            f"training data not found: {spec} (use builtin, a .pt file in the report's format, "
-            "a folder of images, or two folders of noisy pairs)"
+            f"training data not found: {spec} (use builtin, synthetic, a .pt file in the "
+            "report's format, a folder of images, or two folders of noisy pairs)"
         )
     if path.is_file():
         a, b = load_report_file(path, "train")

@@ -39,11 +39,18 @@ from n2nkit.training.checkpoint import (
     save_checkpoint,
 )
 from n2nkit.training.config import TrainConfig
-from n2nkit.training.data import ImageSet, resolve_train_data, resolve_val_data
+from n2nkit.training.data import (
+    NATURAL_TRAIN,
+    ImageSet,
+    load_builtin_photos,
+    resolve_train_data,
+    resolve_val_data,
+)
 from n2nkit.training.gpu_batches import CropBank, to_float
 from n2nkit.training.metrics import psnr
 from n2nkit.training.models import create_model
 from n2nkit.training.noise import NoiseSpec, parse_noise, quantize
+from n2nkit.training.synthetic import MixedBank, SyntheticBank, palette_from_images
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
@@ -53,6 +60,7 @@ VAL_SEED = 20220601  # the validation crops and their noise never change between
 VAL_BATCH = 500
 CHECK_EVERY = 10  # steps between loss reads (each read syncs the GPU)
 METRICS_NAME = "metrics.jsonl"
+MIN_LR_FACTOR = 0.01  # the cosine schedule ends at 1 % of the initial learning rate
 
 
 @dataclass
@@ -127,6 +135,7 @@ class ValSet:
     noisy: torch.Tensor  # float N×C×S×S on the device, clipped + quantized
     clean: torch.Tensor
     psnr_noisy: float
+    photo: torch.Tensor | None = None  # which validation photo each crop came from
 
 
 def build_val_set(
@@ -145,27 +154,78 @@ def build_val_set(
                 )
             noisy, clean = noisy[..., :h, :w], clean[..., :h, :w]
         noisy, clean = to_float(noisy, False), to_float(clean, False)
-    else:
+    else:  # equal crops from every photo, so one large photo cannot outweigh the rest
         g = torch.Generator().manual_seed(VAL_SEED)
-        (crops,) = CropBank([val.first], crop, torch.device("cpu")).draw(size, g)
-        clean = to_float(crops, False)
+        usable = [im for im in val.first if min(im.shape[:2]) >= crop]
+        if not usable:
+            raise UserInputError(f"no validation image is at least {crop}×{crop}")
+        per = [size // len(usable) + (i < size % len(usable)) for i in range(len(usable))]
+        crops = [
+            CropBank([[im]], crop, torch.device("cpu")).draw(k, g)[0]
+            for im, k in zip(usable, per, strict=True)
+            if k
+        ]
+        photo = torch.repeat_interleave(
+            torch.arange(len(crops)), torch.tensor([len(c) for c in crops])
+        )
+        clean = to_float(torch.cat(crops), False)
         noisy = quantize(spec.apply(clean, g))
     cl = torch.channels_last
     noisy = noisy.to(device).contiguous(memory_format=cl)
     clean = clean.to(device).contiguous(memory_format=cl)
-    return ValSet(noisy, clean, float(psnr(noisy, clean).mean()))
+    return ValSet(
+        noisy, clean, float(psnr(noisy, clean).mean()), None if val.noisy_given else photo
+    )
 
 
 @torch.no_grad()
 def validate(model: torch.nn.Module, val: ValSet) -> float:
     """Mean over images of each denoised image's PSNR (output clipped to [0, 1])."""
+    return float(validation_scores(model, val).mean())
+
+
+@torch.no_grad()
+def validation_scores(model: torch.nn.Module, val: ValSet) -> torch.Tensor:
+    """Each validation crop's PSNR after denoising (CPU float tensor)."""
     model.eval()
     scores = []
     for i in range(0, len(val.noisy), VAL_BATCH):
         out = model(val.noisy[i : i + VAL_BATCH])
         scores.append(psnr(out.float().clamp(0.0, 1.0), val.clean[i : i + VAL_BATCH]))
     model.train()
-    return float(torch.cat(scores).mean())
+    return torch.cat(scores).cpu()
+
+
+def per_photo(scores: torch.Tensor, val: ValSet) -> list[float]:
+    """Mean PSNR of each validation photo's crops (its spread says how far one mean goes)."""
+    if val.photo is None:
+        return [float(scores.mean())]
+    return [float(scores[val.photo == k].mean()) for k in range(int(val.photo.max()) + 1)]
+
+
+def build_train_bank(data: ImageSet, config: TrainConfig, device: torch.device):
+    """What batches are drawn from: the photos, synthetic images, or a mix of both."""
+    share = config.synthetic_share()
+    if share > 0 and not data.clean:
+        raise UserInputError(
+            f"synthetic images need clean photos to pair with; {data.source} holds noisy pairs "
+            "(use --synthetic-fraction 0)"
+        )
+    sets = [data.first] if data.clean else [data.first, data.second]
+    photos = CropBank(sets, config.crop, device) if len(data) and share < 1 else None
+    if share == 0:
+        return photos
+    colours = data.first if data.source != "builtin:train" else load_builtin_photos(NATURAL_TRAIN)
+    synthetic = SyntheticBank(
+        config.crop, device, palette_from_images(colours, seed=config.seed), seed=config.seed
+    )
+    return MixedBank(photos, synthetic, share)
+
+
+def cosine_factor(progress: float) -> float:
+    """The cosine schedule's learning-rate factor at ``progress`` (0 = start, 1 = end)."""
+    p = min(1.0, max(0.0, progress))
+    return MIN_LR_FACTOR + (1.0 - MIN_LR_FACTOR) * 0.5 * (1.0 + math.cos(math.pi * p))
 
 
 def _null():
@@ -267,15 +327,17 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
             "--target clean needs clean training images (builtin or a folder of photos); "
             f"{data.source} holds noisy pairs"
         )
-    sets = [data.first] if data.clean else [data.first, data.second]
-    bank = CropBank(sets, config.crop, device)
+    bank = build_train_bank(data, config, device)
     val = build_val_set(
         resolve_val_data(config.val_data), spec, config.crop, config.val_size, multiple, device
     )
 
     # -- optimizer, schedule, mixed precision (the report's recipe) ------------------------
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, config.lr_gamma)
+    cosine = config.schedule == "cosine"
+    # The cosine schedule sets the rate every step; StepLR (gamma 1) then only carries state.
+    gamma = 1.0 if cosine else config.lr_gamma
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, gamma)
     amp_dtype = autocast_dtype(config.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
     criterion = F.mse_loss if config.loss == "mse" else F.l1_loss
@@ -352,6 +414,16 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
                 seen_steps, pairs = 0, 0
                 out_of_time = False
                 for step in range(steps_per_epoch):
+                    if cosine:
+                        run_progress = _progress_of_run(
+                            epoch + step / steps_per_epoch,
+                            total_epochs,
+                            elapsed_before,
+                            time.monotonic() - start,
+                            budget,
+                        )
+                        for group in optimizer.param_groups:
+                            group["lr"] = config.lr * cosine_factor(run_progress)
                     n = min(config.batch_size, config.epoch_size - step * config.batch_size)
                     inp, tgt = make_batch(bank, n, spec, config.target, gen)
                     with autocast():
@@ -383,7 +455,9 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
                 scheduler.step()
 
                 # validation, metrics line, checkpoints
-                val_psnr = validate(model, val)  # float32: the figure export will reproduce
+                scores = validation_scores(model, val)  # float32: what export will reproduce
+                val_psnr = float(scores.mean())
+                by_photo = per_photo(scores, val)
                 improved = val_psnr > best_psnr
                 best_psnr = max(best_psnr, val_psnr)
                 record = {
@@ -391,6 +465,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
                     "train_loss": mean_loss,
                     "val_psnr": val_psnr,
                     "val_psnr_noisy": val.psnr_noisy,
+                    "val_psnr_by_photo": by_photo,
                     "best_val_psnr": best_psnr,
                     "lr": optimizer.param_groups[0]["lr"],
                     "pairs": pairs,
@@ -482,6 +557,23 @@ def _initialise(model: torch.nn.Module, config: TrainConfig) -> None:
             f"{config.variant} {config.variant_kwargs or ''}: they must be the same network"
         )
     model.load_state_dict(ckpt["state_dict"])
+
+
+def _progress_of_run(
+    epochs_done: float,
+    total_epochs: int | None,
+    elapsed_before: float,
+    elapsed: float,
+    budget: float | None,
+) -> float:
+    """How far the run is (0-1): by epochs or by wall-clock budget, whichever is further.
+
+    A resumed run's budget counts from the resume, so its total is the time spent before plus
+    this invocation's budget.
+    """
+    by_epochs = epochs_done / total_epochs if total_epochs else 0.0
+    by_time = (elapsed_before + elapsed) / (elapsed_before + budget) if budget else 0.0
+    return max(by_epochs, by_time)
 
 
 def _check_loss(running: torch.Tensor, steps: int, epoch: int, step: int, config) -> float:

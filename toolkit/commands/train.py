@@ -44,7 +44,8 @@ def train(
     data: Annotated[
         str,
         typer.Option(
-            help="builtin, a report-format .pt file (two noisy uint8 N×3×H×W tensors), a folder "
+            help="builtin (photos mixed with synthetic images), synthetic, a report-format "
+            ".pt file (two noisy uint8 N×3×H×W tensors), a folder "
             "of clean images, a folder with two folders of noisy pairs, or DIR_A,DIR_B."
         ),
     ] = "builtin",
@@ -112,6 +113,22 @@ def train(
             rich_help_panel=RECIPE,
         ),
     ] = False,
+    schedule: Annotated[
+        str,
+        typer.Option(
+            help="Learning-rate schedule: step (×0.1 every --lr-step epochs, the report's) or "
+            "cosine (over --epochs or --budget, whichever ends first).",
+            rich_help_panel=RECIPE,
+        ),
+    ] = "step",
+    synthetic_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of synthetic dead-leaves crops per batch (default 0.6 with builtin, "
+            "0 with your own folders).",
+            rich_help_panel=RECIPE,
+        ),
+    ] = None,
     init: Annotated[
         Path | None,
         typer.Option(
@@ -174,6 +191,8 @@ def train(
                 precision=precision,
                 variant_kwargs={"residual": True} if residual else {},
                 init=str(init) if init else None,
+                schedule=schedule,
+                synthetic_fraction=synthetic_fraction,
             ).validate()
         )
     from n2nkit.training.trainer import train as run_training
