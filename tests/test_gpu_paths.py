@@ -1,0 +1,132 @@
+"""The GPU half, tested where it can be without a GPU: the TensorRT-bound INT8 model (real
+onnxruntime quantization), the strongly typed build's inputs and timing caches, mixed precision
+from the chosen device's compute capability, device-memory checks, and onnxruntime's CUDA
+provider refusing to fall back to the CPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from n2nkit.errors import MissingDependencyError, UserInputError
+from n2nkit.runtime.metadata import ModelMetadata
+
+SHIPPED = Path(__file__).resolve().parents[1] / "runtime" / "models" / "n2n.onnx"
+
+
+# ------------------------------------------------------------------ INT8 for TensorRT
+@pytest.fixture(scope="module")
+def int8_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(CPU model, TensorRT-bound model) quantized from the shipped n2n, few calibration crops."""
+    from n2nkit.export.quantize_int8 import calibration_batches, quantize_int8
+
+    out = tmp_path_factory.mktemp("int8")
+    meta = ModelMetadata.from_props(
+        {p.key: p.value for p in onnx.load(str(SHIPPED), load_external_data=False).metadata_props}
+    )
+    batches = calibration_batches("gaussian:25", meta.size_multiple, crops=8, side=32)
+    cpu = quantize_int8(SHIPPED, out / "cpu.onnx", meta, batches)
+    trt = quantize_int8(SHIPPED, out / "trt.onnx", meta, batches, symmetric=True)
+    return cpu, trt
+
+
+def test_engine_bound_int8_model_has_int8_zero_points_of_zero(int8_models) -> None:
+    from n2nkit.export.quantize_int8 import qdq_zero_points, tensorrt_qdq_problems
+
+    cpu, trt = int8_models
+    model = onnx.load(str(trt))
+    inits = {i.name: i for i in model.graph.initializer}
+    qdq = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(qdq) > 40  # activations and per-channel weights are all quantized
+    for node in qdq:
+        assert len(node.input) == 3, f"{node.name} has an implicit (UINT8) zero point"
+        zero = inits[node.input[2]]
+        assert zero.data_type == onnx.TensorProto.INT8, node.name
+        assert not np.any(onnx.numpy_helper.to_array(zero)), node.name
+    weights = [
+        onnx.numpy_helper.to_array(inits[n.input[1]])
+        for n in qdq
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits
+    ]
+    assert any(w.ndim == 1 and w.size > 1 for w in weights)  # per-channel weight scales
+    assert tensorrt_qdq_problems(model) == []
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["n2nkit.int8_symmetric"] == "true" and meta["n2nkit.precision"] == "int8"
+
+    # The CPU artifact keeps asymmetric UINT8 activations, which TensorRT's parser refuses.
+    cpu_model = onnx.load(str(cpu))
+    assert any(p.dtype == np.uint8 for p in qdq_zero_points(cpu_model).values())
+    assert tensorrt_qdq_problems(cpu_model)
+
+
+def test_engine_bound_int8_model_still_denoises(int8_models) -> None:
+    """Symmetric INT8 runs in onnxruntime on the CPU too, close to the FP32 model."""
+    import onnxruntime as ort
+
+    from n2nkit.export.quantize_int8 import calibration_batches
+
+    x = calibration_batches("gaussian:25", 4, crops=4, side=64, seed=7)[0]
+    ref = ort.InferenceSession(str(SHIPPED), providers=["CPUExecutionProvider"])
+    sym = ort.InferenceSession(str(int8_models[1]), providers=["CPUExecutionProvider"])
+    a, b = ref.run(None, {"noisy": x})[0], sym.run(None, {"noisy": x})[0]
+    mse = float(np.mean((np.clip(a, 0, 1) - np.clip(b, 0, 1)) ** 2))
+    assert 10 * np.log10(1 / mse) > 30  # dB between FP32 and INT8 outputs
+
+
+def test_engine_sources_are_checked_before_tensorrt_is_touched(int8_models, tmp_path) -> None:
+    """A strongly typed build takes its precision from the model: the wrong model is refused."""
+    from n2nkit.export.tensorrt_engine import check_source_precision
+
+    cpu, trt = int8_models
+    check_source_precision(trt, "int8")
+    check_source_precision(SHIPPED, "fp32")
+    with pytest.raises(UserInputError, match="zero point 0"):
+        check_source_precision(cpu, "int8")
+    with pytest.raises(UserInputError, match="no Q/DQ"):
+        check_source_precision(SHIPPED, "int8")
+    with pytest.raises(UserInputError, match="no FP16 weights"):
+        check_source_precision(SHIPPED, "fp16")
+    with pytest.raises(UserInputError, match="not an FP32 model"):
+        check_source_precision(trt, "fp32")
+
+
+# ------------------------------------------------------------------ TensorRT build settings
+def test_timing_cache_is_keyed_by_tf32(tmp_path: Path) -> None:
+    from n2nkit.export.tensorrt_engine import timing_cache_for, uses_tf32
+
+    cache = tmp_path / "tensorrt.timing.cache"
+    assert not uses_tf32("fp32") and uses_tf32("fp16") and uses_tf32("int8")
+    on, off = timing_cache_for(cache, True), timing_cache_for(cache, False)
+    assert on == cache and off == tmp_path / "tensorrt.timing.no-tf32.cache"
+
+
+def test_network_is_strongly_typed_on_tensorrt_10_and_11() -> None:
+    from types import SimpleNamespace
+
+    from n2nkit.export.tensorrt_engine import strongly_typed_flags
+
+    ten = SimpleNamespace(NetworkDefinitionCreationFlag=SimpleNamespace(STRONGLY_TYPED=1))
+    assert strongly_typed_flags(ten) == 2
+    later = SimpleNamespace(NetworkDefinitionCreationFlag=SimpleNamespace())  # flag dropped
+    assert strongly_typed_flags(later) == 0
+
+
+def test_require_tensorrt_checks_cuda_python_first(monkeypatch) -> None:
+    """Without cuda-python no engine is built: the runtime could not verify it."""
+    import sys
+
+    from n2nkit.export import tensorrt_engine
+
+    monkeypatch.setattr(tensorrt_engine, "tensorrt_module", lambda: object())
+    monkeypatch.setitem(sys.modules, "cuda", None)
+    monkeypatch.setitem(sys.modules, "cuda.bindings", None)
+    with pytest.raises(MissingDependencyError, match=r"cuda-python.*n2nkit\[gpu\]"):
+        tensorrt_engine.require_tensorrt()
+
+
+def test_tensorrt_is_bounded_in_pyproject() -> None:
+    text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert '"tensorrt>=10,<12"' in text and '"torch>=2.3,<3"' in text
