@@ -82,7 +82,7 @@ def tensorrt_module() -> Any:
     return tensorrt
 
 
-def _cudart() -> Any:
+def cudart() -> Any:
     """cuda-python's runtime API (module path changed in cuda-python 12.6)."""
     try:
         from cuda.bindings import runtime
@@ -98,7 +98,7 @@ class _Cuda:
     """The few CUDA runtime calls the backend needs, each checked."""
 
     def __init__(self) -> None:
-        self.rt = _cudart()
+        self.rt = cudart()
 
     def call(self, name: str, *args: Any) -> Any:
         result = getattr(self.rt, name)(*args)
