@@ -130,3 +130,76 @@ def test_require_tensorrt_checks_cuda_python_first(monkeypatch) -> None:
 def test_tensorrt_is_bounded_in_pyproject() -> None:
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert '"tensorrt>=10,<12"' in text and '"torch>=2.3,<3"' in text
+
+
+# ------------------------------------------------------------------ TensorRT runtime
+class _Engine:
+    """What TrtBackend asks of an ICudaEngine when it makes its contexts."""
+
+    num_optimization_profiles = 2
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.fail_at, self.strategies = fail_at, []
+
+    def get_device_memory_size_for_profile_v2(self, index: int) -> int:
+        return (index + 1) << 20
+
+    def create_execution_context(self, strategy):
+        self.strategies.append(strategy)
+        return None if len(self.strategies) - 1 == self.fail_at else object()
+
+
+def _trt():
+    from types import SimpleNamespace
+
+    strategy = SimpleNamespace(STATIC=0, ON_PROFILE_CHANGE=1, USER_MANAGED=2)
+    return SimpleNamespace(ExecutionContextAllocationStrategy=strategy)
+
+
+def test_contexts_reserve_no_memory_of_their_own() -> None:
+    from n2nkit.runtime.trt_backend import scratch_sizes, user_managed_contexts
+
+    engine = _Engine()
+    assert len(user_managed_contexts(engine, _trt(), "m.engine")) == 2
+    assert engine.strategies == [2, 2]  # USER_MANAGED for every profile
+    assert scratch_sizes(engine) == [1 << 20, 2 << 20]  # per profile, shared buffer = max
+
+
+def test_a_context_tensorrt_cannot_make_is_a_backend_error_auto_passes_over() -> None:
+    from n2nkit.errors import BackendError
+    from n2nkit.runtime.trt_backend import user_managed_contexts
+
+    with pytest.raises(BackendError, match=r"profile 1.*out of memory") as caught:
+        user_managed_contexts(_Engine(fail_at=1), _trt(), "m.engine")
+    assert isinstance(caught.value, MissingDependencyError)  # what open_backend's auto skips
+    assert "\n" not in str(caught.value)
+
+
+def test_cuda_handles_are_their_values_not_getptr() -> None:
+    from n2nkit.runtime.trt_backend import _handle
+
+    class Stream:  # cuda-python's cudaStream_t: int() is the handle, getPtr() its storage
+        def __int__(self) -> int:
+            return 0x7F00
+
+        def getPtr(self) -> int:
+            return 0x1234
+
+    assert _handle(Stream()) == 0x7F00 and _handle(0xBEEF) == 0xBEEF
+
+
+def test_compare_worker_closes_its_backend(identity_model, tmp_path, monkeypatch) -> None:
+    from n2nkit import compare_worker
+    from n2nkit.runtime import Denoiser
+
+    closed = []
+    original = Denoiser.close
+    monkeypatch.setattr(Denoiser, "close", lambda self: closed.append(original(self)))
+    image = np.random.default_rng(0).random((16, 24, 3), dtype=np.float32)
+    data = tmp_path / "data.npz"
+    np.savez(data, clean_0=image, noisy_0_0=image)
+    job = {"artifact": str(identity_model), "backend": "ort-cpu", "threads": 1,
+           "sizes": [[16, 16, 1]], "data": str(data), "noises": ["gaussian:25"],
+           "budget_s": 0.01, "min_runs": 1, "warmup": 0}  # fmt: skip
+    assert compare_worker.run_job(job)["status"] == "measured"
+    assert len(closed) == 1
