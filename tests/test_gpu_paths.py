@@ -203,3 +203,52 @@ def test_compare_worker_closes_its_backend(identity_model, tmp_path, monkeypatch
            "budget_s": 0.01, "min_runs": 1, "warmup": 0}  # fmt: skip
     assert compare_worker.run_job(job)["status"] == "measured"
     assert len(closed) == 1
+
+
+# ------------------------------------------------------------------ onnxruntime CUDA
+def test_cuda_request_on_cpu_onnxruntime_is_one_line_not_a_silent_cpu_session(
+    identity_model, monkeypatch
+) -> None:
+    """onnxruntime-gpu whose CUDA provider cannot start (simulated: this onnxruntime lists CUDA
+    but has none) gives a CPU session; the backend refuses it naming the missing library."""
+    import onnxruntime as ort
+
+    from n2nkit.errors import BackendError
+    from n2nkit.runtime import ort_backend
+    from n2nkit.runtime.ort_backend import CUDA_PROVIDER, OrtBackend
+
+    if CUDA_PROVIDER in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu is installed here")
+    listed = [CUDA_PROVIDER, *ort.get_available_providers()]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: listed)
+    preloads: list[bool] = []
+    monkeypatch.setattr(ort, "preload_dlls", lambda: preloads.append(True), raising=False)
+    monkeypatch.setattr(ort_backend, "_preloaded", False)
+    seen: list = []
+    real = ort.InferenceSession
+
+    def spy(path, options=None, providers=None, **kw):  # the real session, its arguments kept
+        seen.append(providers)
+        return real(path, options, providers=providers, **kw)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    monkeypatch.setattr(ort_backend, "missing_cuda_library", lambda: "cuDNN 9 (libcudnn.so.9)")
+    with pytest.raises(BackendError) as caught:
+        OrtBackend(identity_model, device="cuda", device_id=1)
+    message = str(caught.value)
+    assert "\n" not in message and "cuDNN 9 (libcudnn.so.9)" in message
+    assert "CUDA 12" in message and "pip install" in message
+    assert preloads == [True]  # preload_dlls() ran before the CUDA session was made
+    assert seen == [[(CUDA_PROVIDER, {"device_id": 1, "cudnn_conv_algo_search": "HEURISTIC"}),
+                     "CPUExecutionProvider"]]  # fmt: skip
+
+
+def test_missing_cuda_library_names_the_first_that_fails() -> None:
+    from n2nkit.runtime.ort_backend import missing_cuda_library
+
+    def load(name: str) -> None:
+        if "cudnn" in name:
+            raise OSError(name)
+
+    assert missing_cuda_library(load).startswith("cuDNN 9 (")
+    assert missing_cuda_library(lambda name: None) is None
