@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 
-from n2nkit.errors import MissingDependencyError, UserInputError
+from n2nkit.errors import DataError, MissingDependencyError, UserInputError
 from n2nkit.runtime.metadata import ModelMetadata
 
 SHIPPED = Path(__file__).resolve().parents[1] / "runtime" / "models" / "n2n.onnx"
@@ -252,3 +253,70 @@ def test_missing_cuda_library_names_the_first_that_fails() -> None:
 
     assert missing_cuda_library(load).startswith("cuDNN 9 (")
     assert missing_cuda_library(lambda name: None) is None
+
+
+# ------------------------------------------------------------------ CUDA training
+@pytest.fixture
+def two_gpus(monkeypatch):
+    """A simulated machine: cuda:0 a Turing GPU (7.5), cuda:1 an Ampere one (8.0)."""
+    capability = {0: (7, 5), 1: (8, 0)}
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=None: capability[i or 0])
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # emulation
+    return capability
+
+
+def test_auto_precision_follows_the_chosen_gpus_compute_capability(two_gpus) -> None:
+    from n2nkit.training.trainer import autocast_dtype, resolve_device
+
+    turing, ampere = resolve_device("cuda:0"), resolve_device("cuda:1")
+    assert autocast_dtype("auto", turing) is torch.float16
+    assert autocast_dtype("auto", resolve_device("cuda")) is torch.float16  # current: cuda:0
+    assert autocast_dtype("auto", ampere) is torch.bfloat16
+    assert autocast_dtype("bf16", ampere) is torch.bfloat16
+    assert autocast_dtype("fp16", ampere) is torch.float16
+    with pytest.raises(UserInputError, match=r"cuda:0 \(compute capability 7.5\)"):
+        autocast_dtype("bf16", turing)
+
+    # fp16 trains with a gradient scaler, made as train() makes it
+    dtype = autocast_dtype("auto", turing)
+    scaler = torch.amp.GradScaler(turing.type, enabled=dtype is torch.float16)
+    assert scaler.is_enabled()
+    bf16 = autocast_dtype("auto", ampere)
+    assert not torch.amp.GradScaler(ampere.type, enabled=bf16 is torch.float16).is_enabled()
+
+
+def test_a_gpu_beyond_the_device_count_is_refused_in_one_line(two_gpus) -> None:
+    from n2nkit.training.trainer import resolve_device
+
+    with pytest.raises(UserInputError, match=r"--device cuda:2: this machine has 2 CUDA GPU"):
+        resolve_device("cuda:2")
+    with pytest.raises(UserInputError, match="cuda:N"):
+        resolve_device("cuda:x")
+
+
+def test_a_dataset_too_big_for_the_gpu_is_refused_before_copying(monkeypatch) -> None:
+    from n2nkit.training.gpu_batches import TRAINING_HEADROOM, CropBank, check_device_room
+
+    cuda, gib = torch.device("cuda:0"), 2**30
+    check_device_room(gib, cuda, free=2 * gib)  # fits
+    check_device_room(100 * gib, torch.device("cpu"))  # host memory: not checked here
+    with pytest.raises(DataError, match=r"need 3.00 GiB on cuda:0 but it has 2.00 GiB free"):
+        check_device_room(3 * gib, cuda, free=2 * gib)
+    with pytest.raises(DataError, match="MiB kept for training"):
+        check_device_room(2 * gib - TRAINING_HEADROOM + 1, cuda, free=2 * gib)
+
+    # CropBank asks the device first: two sets of two 64×64 RGB images = 49,152 bytes
+    asked = []
+
+    def mem_get_info(device=None):
+        asked.append(device)
+        return (40_000 + TRAINING_HEADROOM, 80 * gib)
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+    images = [np.zeros((64, 64, 3), np.uint8)] * 2
+    with pytest.raises(DataError, match=r"need 0.0 MiB on cuda but it has 256.0 MiB"):
+        CropBank([images, images], 32, torch.device("cuda"))
+    assert asked == [torch.device("cuda")]
