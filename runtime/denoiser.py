@@ -133,6 +133,7 @@ class Denoiser:
         notes: list[str] | None = None,
     ) -> None:
         self._backend = backend
+        self._closed = False
         self.notes = list(notes or [])
         meta = backend.metadata
         m = max(meta.size_multiple, 1)
@@ -210,18 +211,17 @@ class Denoiser:
 
     def denoise_planes(self, planes: np.ndarray) -> np.ndarray:
         """float32 N×C×H×W in [0, 1] (C = 1 or 3), any H and W -> the same, denoised."""
-        meta = self._backend.metadata
+        backend = self._live_backend()
+        meta = backend.metadata
         x, fit = fit_channels(np.asarray(planes, dtype=np.float32), meta.channels)
         n, _, h, w = x.shape
         m = max(meta.size_multiple, 1)
         height, width = round_up(max(h, meta.min_side), m), round_up(max(w, meta.min_side), m)
         x = pad_to(x, height, width)
-        if max(height, width) <= self.tile and self._backend.fits(1, height, width):
+        if max(height, width) <= self.tile and backend.fits(1, height, width):
             out = self._whole(x)
         else:
-            out = np.stack(
-                [run_tiled(img, self._backend.infer, self.tile, self.overlap, m) for img in x]
-            )
+            out = np.stack([run_tiled(img, backend.infer, self.tile, self.overlap, m) for img in x])
         return unfit_channels(out[:, :, :h, :w], fit)
 
     def _whole(self, x: np.ndarray) -> np.ndarray:
@@ -235,7 +235,18 @@ class Denoiser:
 
     # -------------------------------------------------------------------- lifetime
     def close(self) -> None:
-        self._backend.close()
+        """Release the backend; calling the Denoiser afterwards is a clear error."""
+        if not self._closed:
+            self._closed = True
+            self._backend.close()
+
+    def _live_backend(self) -> Backend:
+        if self._closed:
+            raise UserInputError(
+                f"this Denoiser ({self.path.name}) was closed: load the model again with "
+                "Denoiser.load()"
+            )
+        return self._backend
 
     def __enter__(self) -> Denoiser:
         return self
