@@ -24,6 +24,7 @@ import numpy as np
 from n2nkit.errors import MissingDependencyError, ModelFormatError, UnknownNameError, UserInputError
 from n2nkit.runtime.backend import BACKENDS, Backend
 from n2nkit.runtime.pixels import describe, fit_channels, from_planes, to_planes, unfit_channels
+from n2nkit.runtime.streaming import denoise_streamed, padded_size
 from n2nkit.runtime.tiling import pad_to, round_up, run_tiled
 
 DEFAULT_TILE = 1024  # sides above this are tiled: about 1 MP per call
@@ -199,13 +200,26 @@ class Denoiser:
         """Denoise one H×W or H×W×C image (C = 1, 2, 3 or 4; alpha passes through)."""
         image = np.asarray(image)
         layout = describe(image)
+        if self._needs_tiles(layout):  # tile by tile, no float copy of the whole image
+            return denoise_streamed(image, layout, self._live_backend(), self.tile, self.overlap)
         planes, alpha = to_planes(image[None], layout)
         return from_planes(self.denoise_planes(planes), alpha, layout)
+
+    def _needs_tiles(self, layout) -> bool:
+        """Whether an image of ``layout`` goes through the model in tiles (see denoise_planes)."""
+        height, width = padded_size(layout, self._live_backend())
+        return max(height, width) > self.tile or not self._backend.fits(1, height, width)
 
     def batch(self, images: np.ndarray) -> np.ndarray:
         """Denoise N images of one size (N×H×W or N×H×W×C); same shape and dtype back."""
         images = np.asarray(images)
         layout = describe(images, batched=True)
+        one = describe(images[0])
+        if self._needs_tiles(one):  # large images: one at a time, tile by tile
+            backend, out = self._live_backend(), np.empty_like(images)
+            for i, image in enumerate(images):
+                out[i] = denoise_streamed(image, one, backend, self.tile, self.overlap)
+            return out
         planes, alpha = to_planes(images, layout)
         return from_planes(self.denoise_planes(planes), alpha, layout)
 
