@@ -94,10 +94,11 @@ def denoise_streamed(
     for t in rows.starts:
         done = t - lo  # no later tile reaches above row t: rows lo .. t are final
         if done:
-            write(lo, min(t, fh), total[:, :, :done, :fw] / weight[:done, :fw])
-            total[:, :, : th - done] = total[:, :, done:]
+            write(lo, min(t, fh), _normalised(total, weight, done, fw))
+            for i in range(th - done):  # row by row: no band-sized temporary copy
+                total[:, :, i] = total[:, :, i + done]
+                weight[i] = weight[i + done]
             total[:, :, th - done :] = 0
-            weight[: th - done] = weight[done:]
             weight[th - done :] = 0
             lo = t
         for s in cols.starts:
@@ -107,8 +108,15 @@ def denoise_streamed(
             weight[:, s : s + tw] += window
     end = min(lo + th, fh)
     if end > lo:
-        write(lo, end, total[:, :, : end - lo, :fw] / weight[: end - lo, :fw])
+        write(lo, end, _normalised(total, weight, end - lo, fw))
     return out.reshape(layout.shape)
+
+
+def _normalised(total: np.ndarray, weight: np.ndarray, rows: int, width: int) -> np.ndarray:
+    """The blend of the band's first ``rows`` rows, divided in place (they are done)."""
+    values = total[:, :, :rows, :width]
+    values /= weight[:rows, :width]
+    return values
 
 
 # ---------------------------------------------------------------------- reading tiles
@@ -149,10 +157,14 @@ def _polyphase(x: np.ndarray, h: int, w: int) -> Reader:
 
 # ---------------------------------------------------------------------- writing rows
 def _to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """float32 -> the output dtype, as :func:`.pixels.from_planes` converts."""
-    x = np.clip(values, 0.0, 1.0)
+    """float32 -> values ready for the output dtype, as :func:`.pixels.from_planes` converts,
+    in place (``values`` are the band's finished rows); assigning them casts."""
+    np.clip(values, 0.0, 1.0, out=values)
     scale = INTEGER_SCALE.get(dtype)
-    return np.rint(x * scale).astype(dtype) if scale is not None else x.astype(dtype)
+    if scale is not None:
+        values *= scale
+        np.rint(values, out=values)
+    return values
 
 
 def _write_same(out: np.ndarray, c: int, w: int) -> Writer:
