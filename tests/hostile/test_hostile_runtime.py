@@ -26,8 +26,11 @@ runner = CliRunner()
 METADATA = {"n2nkit.variant": "hostile", "n2nkit.size_multiple": "8", "n2nkit.min_side": "8"}
 
 
-def _model(path: Path, *, shape=("batch", 3, "height", "width"), factor: float = 1.0) -> Path:
-    """``denoised = noisy * factor`` with n2nkit metadata: factor NaN makes a NaN model."""
+def _model(
+    path: Path, *, shape=("batch", 3, "height", "width"), factor: float = 1.0, declared=None
+) -> Path:
+    """``denoised = noisy * factor`` with n2nkit metadata: factor NaN makes a NaN model;
+    ``declared`` is the output shape the graph claims (onnxruntime warns when it is wrong)."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -35,7 +38,7 @@ def _model(path: Path, *, shape=("batch", 3, "height", "width"), factor: float =
         [helper.make_node("Mul", ["noisy", "factor"], ["denoised"])],
         "hostile",
         [helper.make_tensor_value_info("noisy", TensorProto.FLOAT, list(shape))],
-        [helper.make_tensor_value_info("denoised", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("denoised", TensorProto.FLOAT, list(declared or shape))],
         initializer=[helper.make_tensor("factor", TensorProto.FLOAT, [1], [factor])],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -188,7 +191,8 @@ def test_denoise_prints_only_its_own_lines(tmp_path: Path) -> None:
     source = tmp_path / "in.png"
     broken_exif = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05\x01\x12\x00\x03\x00\x00\x00\x01"
     Image.fromarray(np.full((40, 56, 3), 99, np.uint8)).save(source, exif=broken_exif)
-    model = _model(tmp_path / "unused.onnx")  # Mul by 1.0
+    # The graph claims a 5×5 output: onnxruntime's default logger warns at every call.
+    model = _model(tmp_path / "claims.onnx", declared=("batch", 3, 5, 5))
     done = subprocess.run(
         [sys.executable, "-m", "n2nkit", "denoise", str(source), str(tmp_path / "o.png"),
          "--model", str(model), "--backend", "ort-cpu"],
