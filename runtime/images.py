@@ -6,6 +6,11 @@ applied, and the ICC profile and EXIF travel to the output. Anything wrong with 
 empty, not an image, truncated, over the decompression-bomb limit) is one
 :class:`~n2nkit.errors.UserInputError` line. Writing picks the format from the extension, is
 atomic, and lists what a format could not hold (alpha in JPEG, 16 bits in WebP).
+
+TIFF goes through :mod:`.tiff` (tifffile): 16-bit colour is kept, layouts n2nkit cannot write
+back (CMYK, several extra samples) are refused, and a TIFF's own tags never travel as "EXIF".
+An unreadable EXIF orientation is ignored with a note; animated files and multi-page TIFFs
+say that only the first frame is denoised; warnings Pillow raises while reading become notes.
 """
 
 from __future__ import annotations
