@@ -80,13 +80,14 @@ def read_tiff(path: Path, max_pixels: int) -> TiffRead:
                 if "imagecodecs" not in str(exc):
                     raise
                 return _pillow_fallback(path, page, layout, exc, orientation, icc, notes)
+            pixels = _arrange(data, page, layout)  # reads the colour map: the file stays open
     except UserInputError:
         raise
     except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError) as exc:
         raise UserInputError(
             f"{path} is not a readable TIFF (truncated or corrupt?): {first_line(exc)}"
         ) from None
-    return TiffRead(_arrange(data, page, layout), layout.mode, orientation, icc, notes)
+    return TiffRead(pixels, layout.mode, orientation, icc, notes)
 
 
 @dataclass(frozen=True)
@@ -128,8 +129,7 @@ def _layout(page, path: Path) -> _Layout:
         raise UserInputError(f"{path} holds float samples: convert it to 8 or 16 bits")
     if dtype not in (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(bool)):
         raise UserInputError(
-            f"{path} holds {page.bitspersample}-bit {dtype.kind} samples: n2nkit reads 1, 8 "
-            "or 16-bit TIFF"
+            f"{path} holds {page.bitspersample}-bit samples: n2nkit reads 1, 8 or 16-bit TIFF"
         )
     deep = dtype == np.dtype(np.uint16)
     mode = {1: "L", 3: "RGB"}[colour] + ("A" if alpha else "") + (";16" if deep else "")
@@ -189,7 +189,9 @@ def _icc(page) -> bytes | None:
 
 def _pillow_fallback(path, page, layout: _Layout, exc, orientation, icc, notes) -> TiffRead:
     """Let Pillow decode compressions tifffile needs imagecodecs for, where Pillow is right."""
-    if layout.dtype == np.dtype(np.uint16) or layout.photometric not in PILLOW_HANDLES:
+    grey16 = layout.mode == "L;16" and layout.photometric == 1  # Pillow: exact I;16 only
+    deep = layout.dtype == np.dtype(np.uint16)
+    if (deep and not grey16) or layout.photometric not in PILLOW_HANDLES:
         raise UserInputError(
             f"{path} is compressed with {page.compression.name}, which n2nkit reads at "
             f"{page.bitspersample} bits only with imagecodecs: `pip install imagecodecs` "

@@ -222,3 +222,58 @@ def test_unwritable_destination_is_one_line(tmp_path: Path) -> None:
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "/proc/out.png" in errors[0], result.output
     assert _digest(source) == before and not Path("/proc/out.png").exists()
+
+
+def _pillow_tiff(path: Path, mode: str, **options) -> np.ndarray:
+    """Write a ``mode`` TIFF with Pillow; return what Pillow reads back (as RGB for palette)."""
+    grey = _noisy(*SHAPE)
+    image = {
+        "L": lambda: Image.fromarray(grey),
+        "1": lambda: Image.fromarray(grey > 128),
+        "P": lambda: Image.fromarray(grey % 4, "P"),
+        "I;16": lambda: Image.fromarray(grey.astype(np.uint16) * 257),
+        "LA": lambda: Image.fromarray(_noisy(*SHAPE, 2), "LA"),
+        "RGB": lambda: Image.fromarray(_noisy(*SHAPE, 3)),
+    }[mode]()
+    if mode == "P":
+        image.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * 756)
+    image.save(path, **options)
+    with Image.open(path) as back:
+        return np.asarray(back.convert("RGB") if mode == "P" else back)
+
+
+@pytest.mark.parametrize(
+    ("mode", "options"),
+    [("L", {}), ("1", {}), ("P", {}), ("I;16", {}), ("I;16", {"compression": "tiff_lzw"}),
+     ("LA", {}), ("RGB", {"compression": "jpeg"})],
+    ids=["grey", "bilevel", "palette", "grey16", "grey16-lzw", "grey-alpha", "ycbcr-jpeg"],
+)  # fmt: skip
+def test_other_tiff_layouts_read_as_pillow_sees_them(tmp_path: Path, mode: str, options) -> None:
+    path = tmp_path / "in.tif"
+    expected = _pillow_tiff(path, mode, **options)
+    if expected.dtype == bool:
+        expected = expected.astype(np.uint8) * 255
+    loaded = read_image(path)
+    assert loaded.pixels.dtype == expected.dtype and np.array_equal(loaded.pixels, expected)
+    assert _denoise(path, tmp_path / "out.tif").exit_code == 0
+
+
+def test_planar_and_min_is_white_tiffs(tmp_path: Path) -> None:
+    rgb, grey = _noisy(*SHAPE, 3), _noisy(*SHAPE)
+    tifffile.imwrite(tmp_path / "planar.tif", rgb.transpose(2, 0, 1), photometric="rgb",
+                     planarconfig="separate")  # fmt: skip
+    tifffile.imwrite(tmp_path / "white.tif", grey, photometric="miniswhite")
+    assert np.array_equal(read_image(tmp_path / "planar.tif").pixels, rgb)
+    assert np.array_equal(read_image(tmp_path / "white.tif").pixels, 255 - grey)
+
+
+@pytest.mark.parametrize(
+    ("pixels", "fragment"),
+    [(np.zeros((*SHAPE, 3), np.float32), "float samples"),
+     (np.zeros(SHAPE, np.uint32), "32-bit samples")],
+    ids=["float32", "uint32"],
+)  # fmt: skip
+def test_tiff_sample_types_n2nkit_cannot_hold_are_refused(tmp_path: Path, pixels, fragment):
+    source = tmp_path / "deep.tif"
+    tifffile.imwrite(source, pixels, photometric="rgb" if pixels.ndim == 3 else "minisblack")
+    _refused(source, tmp_path / "out.png", fragment)
