@@ -9,9 +9,11 @@
 ``backend="auto"`` prefers a TensorRT engine, then onnxruntime on CUDA, then on the CPU, and
 keeps in :attr:`Denoiser.notes` why it passed over the ones it did not take. Images are padded
 by reflection to the model's size multiple and cropped back; an image whose side exceeds
-``tile`` is processed in overlapping tiles blended together (see :mod:`.tiling`), so memory
-stays bounded by the tile size. A ``Denoiser`` keeps no per-call state: calling it from several
-threads is safe.
+``tile`` is processed in overlapping tiles blended together (see :mod:`.tiling`), read from
+and written into the caller's array one band of tiles at a time (see :mod:`.streaming`), so
+memory beyond the input and output stays bounded by the tile size. A ``Denoiser`` keeps no
+per-call state: calling it from several threads is safe; after :meth:`Denoiser.close` a call
+is a clear error.
 """
 
 from __future__ import annotations
@@ -225,17 +227,18 @@ class Denoiser:
 
     def denoise_planes(self, planes: np.ndarray) -> np.ndarray:
         """float32 N×C×H×W in [0, 1] (C = 1 or 3), any H and W -> the same, denoised."""
-        backend = self._live_backend()
-        meta = backend.metadata
+        meta = self._live_backend().metadata
         x, fit = fit_channels(np.asarray(planes, dtype=np.float32), meta.channels)
         n, _, h, w = x.shape
         m = max(meta.size_multiple, 1)
         height, width = round_up(max(h, meta.min_side), m), round_up(max(w, meta.min_side), m)
         x = pad_to(x, height, width)
-        if max(height, width) <= self.tile and backend.fits(1, height, width):
+        if max(height, width) <= self.tile and self._backend.fits(1, height, width):
             out = self._whole(x)
         else:
-            out = np.stack([run_tiled(img, backend.infer, self.tile, self.overlap, m) for img in x])
+            out = np.stack(
+                [run_tiled(img, self._backend.infer, self.tile, self.overlap, m) for img in x]
+            )
         return unfit_channels(out[:, :, :h, :w], fit)
 
     def _whole(self, x: np.ndarray) -> np.ndarray:
