@@ -258,6 +258,17 @@ def _fit_format(pixels: np.ndarray, fmt: str) -> tuple[np.ndarray, list[str]]:
     return pixels, notes
 
 
+def _write_file(path: Path, write) -> None:
+    """Atomic write; a destination the system refuses (read-only, /proc, full disk) is one line."""
+    from n2nkit.fileio import atomic_write
+
+    try:
+        atomic_write(path, write, suffix=path.suffix)
+    except OSError as exc:
+        reason = exc.strerror or first_line(exc)
+        raise UserInputError(f"cannot write {path}: {reason}") from None
+
+
 def write_image(
     path: Path, pixels: np.ndarray, source: ImageFile | None = None, quality: int = 95
 ) -> list[str]:
@@ -292,14 +303,3 @@ def write_image(
         options["quality"] = quality
     _write_file(path, lambda f: image.save(f, format=fmt, **options))
     return notes
-
-
-def _write_file(path: Path, write) -> None:
-    """Atomic write; a destination the system refuses (read-only, /proc, full disk) is one line."""
-    from n2nkit.fileio import atomic_write
-
-    try:
-        atomic_write(path, write, suffix=path.suffix)
-    except OSError as exc:
-        reason = exc.strerror or first_line(exc)
-        raise UserInputError(f"cannot write {path}: {reason}") from None
