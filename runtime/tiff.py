@@ -74,6 +74,8 @@ def read_tiff(path: Path, max_pixels: int) -> TiffRead:
             orientation = int(page.tags.valueof(274, 1) or 1)
             if EXIF_TAG in page.tags:
                 notes.append("the TIFF's EXIF metadata is not carried to the output")
+            if layout.photometric == 6:  # YCbCr: Pillow converts it to RGB; tifffile may not
+                return _pillow_fallback(path, page, layout, None, orientation, icc, notes)
             try:
                 data = page.asarray()
             except (KeyError, ValueError) as exc:
@@ -83,7 +85,7 @@ def read_tiff(path: Path, max_pixels: int) -> TiffRead:
             pixels = _arrange(data, page, layout)  # reads the colour map: the file stays open
     except UserInputError:
         raise
-    except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError) as exc:
+    except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
         raise UserInputError(
             f"{path} is not a readable TIFF (truncated or corrupt?): {first_line(exc)}"
         ) from None
@@ -191,6 +193,8 @@ def _pillow_fallback(path, page, layout: _Layout, exc, orientation, icc, notes) 
     """Let Pillow decode compressions tifffile needs imagecodecs for, where Pillow is right."""
     grey16 = layout.mode == "L;16" and layout.photometric == 1  # Pillow: exact I;16 only
     deep = layout.dtype == np.dtype(np.uint16)
+    if layout.photometric == 6 and deep:
+        raise UserInputError(f"{path} is a 16-bit YCbCr TIFF: convert it to RGB first")
     if (deep and not grey16) or layout.photometric not in PILLOW_HANDLES:
         raise UserInputError(
             f"{path} is compressed with {page.compression.name}, which n2nkit reads at "

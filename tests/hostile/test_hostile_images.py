@@ -277,3 +277,19 @@ def test_tiff_sample_types_n2nkit_cannot_hold_are_refused(tmp_path: Path, pixels
     source = tmp_path / "deep.tif"
     tifffile.imwrite(source, pixels, photometric="rgb" if pixels.ndim == 3 else "minisblack")
     _refused(source, tmp_path / "out.png", fragment)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage-ifd", "magic-only"])
+def test_broken_tiffs_are_one_line(tmp_path: Path, damage: str) -> None:
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, _noisy(64, 80, 3), photometric="rgb")
+    data = good.read_bytes()
+    source = tmp_path / "broken.tif"
+    source.write_bytes(
+        {
+            "truncated": data[: len(data) // 3],
+            "garbage-ifd": data[:8] + bytes(RNG.integers(0, 256, 500, dtype=np.uint8)),
+            "magic-only": b"II*\x00" + bytes(RNG.integers(0, 256, 300, dtype=np.uint8)),
+        }[damage]
+    )
+    _refused(source, tmp_path / "out.tif", "broken.tif")
