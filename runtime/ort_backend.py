@@ -44,7 +44,9 @@ GPU_HINT = (
 
 def onnxruntime(extra: str = "cpu") -> Any:
     """The onnxruntime module, or :class:`MissingDependencyError` naming the extra."""
-    return require("onnxruntime", extra, "onnxruntime")
+    ort = require("onnxruntime", extra, "onnxruntime")
+    ort.set_default_logger_severity(3)  # errors only: no raw warnings between n2nkit's lines
+    return ort
 
 
 # What onnxruntime-gpu's CUDA provider loads (CUDA 12.x, cuDNN 9.x builds), in load order.
@@ -168,6 +170,17 @@ class OrtBackend(Backend):
                     f"{self.path.name}: {name!r} has {channels} channels but its metadata says "
                     f"{self.metadata.channels}"
                 )
+            if name != INPUT_NAME:
+                continue  # what comes out is checked at each call
+            batch, height, width = value.shape[0], value.shape[2], value.shape[3]
+            if isinstance(height, int) or isinstance(width, int):
+                raise ModelFormatError(
+                    f"{self.path.name}: {name!r} has a fixed size "
+                    f"{'×'.join(str(d) for d in value.shape)}; the runtime needs free height and "
+                    "width (export it with `n2nkit export`)"
+                )
+            if isinstance(batch, int):
+                self.max_batch = batch if self.max_batch is None else min(self.max_batch, batch)
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
