@@ -25,6 +25,7 @@ import numpy as np
 
 from n2nkit.errors import MissingDependencyError, ModelFormatError, UnknownNameError, UserInputError
 from n2nkit.runtime.backend import BACKENDS, Backend
+from n2nkit.runtime.ensemble import EnsembleBackend
 from n2nkit.runtime.pixels import describe, fit_channels, from_planes, to_planes, unfit_channels
 from n2nkit.runtime.streaming import denoise_streamed, padded_size
 from n2nkit.runtime.tiling import pad_to, round_up, run_tiled
@@ -134,8 +135,10 @@ class Denoiser:
         tile: int | None = None,
         overlap: int | None = None,
         notes: list[str] | None = None,
+        ensemble: bool = False,
     ) -> None:
-        self._backend = backend
+        self.ensemble = bool(ensemble)
+        self._backend = EnsembleBackend(backend) if ensemble else backend
         self._closed = False
         self.notes = list(notes or [])
         meta = backend.metadata
@@ -162,12 +165,15 @@ class Denoiser:
         threads: int | None = None,
         tile: int | None = None,
         overlap: int | None = None,
+        ensemble: bool = False,
     ) -> Denoiser:
         """Load ``model`` (a .onnx/.ort/.engine file, an export folder, a shipped model's name,
         or None for the shipped ``n2n``) on ``backend``: auto, ort-cpu, ort-cuda or trt.
 
         ``threads`` sets onnxruntime's CPU threads (None: all cores). ``tile`` is the largest
         side run in one piece (default 1024); ``overlap`` the pixels tiles share (default 64).
+        ``ensemble`` is the quality mode: the mean of the model over the 8 flips/rotations of
+        every tile, for 8× the time (gain and cost measured in docs/runtime.md).
         Raises :class:`~n2nkit.errors.MissingDependencyError` (naming the extra to install)
         when the backend's package is missing, :class:`~n2nkit.errors.ModelFormatError` for a
         model that does not fit the runtime.
@@ -177,7 +183,7 @@ class Denoiser:
         path = resolve_model_path(model)
         opened, notes = open_backend(path, backend, threads)
         try:
-            return cls(opened, tile=tile, overlap=overlap, notes=notes)
+            return cls(opened, tile=tile, overlap=overlap, notes=notes, ensemble=ensemble)
         except Exception:
             opened.close()
             raise
