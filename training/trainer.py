@@ -238,7 +238,7 @@ def build_train_bank(data: ImageSet, config: TrainConfig, device: torch.device):
     synthetic = SyntheticBank(
         config.crop, device, palette_from_images(colours, seed=config.seed), seed=config.seed
     )
-    return MixedBank(photos, synthetic, share)
+    return MixedBank(photos, synthetic, share, seed=config.seed)
 
 
 def cosine_factor(progress: float) -> float:
