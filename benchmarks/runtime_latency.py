@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from mdsection import replace_section
 
-from n2nkit.timing import measure_latency
+from n2nkit.bench.timing import measure_latency
 
 GEMM = 2048
 

@@ -1,6 +1,6 @@
 """``n2nkit compare``: how much quality and speed each model keeps on each deployment target.
 
-For every model × target, a fresh worker process (:mod:`n2nkit.compare_worker`) loads the
+For every model × target, a fresh worker process (:mod:`n2nkit.bench.compare_worker`) loads the
 target's artifact through the runtime, denoises the test images (PSNR), and times the target's
 input sizes (latency percentiles, megapixels/s, peak memory). Targets whose backend or artifact
 is missing stay in the report as skipped, with the reason. Classical baselines run in this
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from n2nkit.bench.report import Report, Row
+from n2nkit.bench.targets import REFERENCE_SIZE, Target
 from n2nkit.errors import UserInputError
-from n2nkit.report import Report, Row
-from n2nkit.targets import REFERENCE_SIZE, Target
 
 NOISE_PROTOCOLS = {
     False: "noise drawn once with a fixed seed and left unclipped in float (every method gets "
@@ -144,7 +144,7 @@ def run_worker(job: dict, timeout_s: float = 1800) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"] or os.cpu_count() or 1)}
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "n2nkit.compare_worker", job_path],
+            [sys.executable, "-m", "n2nkit.bench.compare_worker", job_path],
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -162,7 +162,7 @@ def run_worker(job: dict, timeout_s: float = 1800) -> dict:
 
 
 def measure_baselines(noises: list[str], data: Path, names: list[str]) -> list[Row]:
-    from n2nkit.baselines import BASELINES, sigma_of
+    from n2nkit.bench.baselines import BASELINES, sigma_of
 
     rows = []
     arrays = np.load(data)
@@ -287,7 +287,7 @@ def compare(
         },
         rows=rows,
     )
-    from n2nkit.findings import findings
+    from n2nkit.bench.findings import findings
 
     report.findings = findings(report, entries)
     return report

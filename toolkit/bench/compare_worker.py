@@ -1,6 +1,6 @@
 """Measure one artifact on one target, in its own process.
 
-``n2nkit compare`` runs this as ``python -m n2nkit.compare_worker JOB.json`` for every
+``n2nkit compare`` runs this as ``python -m n2nkit.bench.compare_worker JOB.json`` for every
 model × target, so each measurement gets a clean process: the peak resident memory it reports
 belongs to that deployment alone, thread settings cannot leak between targets, and the worker
 imports only numpy and ``n2nkit.runtime``, as an app that embeds the runtime would.
@@ -39,9 +39,9 @@ def _tile_to(image: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    from n2nkit.bench.timing import measure_latency
     from n2nkit.errors import N2NError
     from n2nkit.runtime import Denoiser
-    from n2nkit.timing import measure_latency
 
     try:
         denoiser = Denoiser.load(job["artifact"], backend=job["backend"], threads=job["threads"])

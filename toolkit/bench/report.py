@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from n2nkit.bench.targets import REFERENCE_SIZE
 from n2nkit.fileio import atomic_write, atomic_write_text
-from n2nkit.targets import REFERENCE_SIZE
 
 
 @dataclass

@@ -170,7 +170,7 @@ def denoise(
     ] = None,
 ) -> None:
     """Denoise images with a trained model (the shipped n2n unless --model says otherwise)."""
-    from n2nkit.clitools import console, print_note
+    from n2nkit.cli.console import console, print_note
     from n2nkit.errors import UserInputError
     from n2nkit.runtime import Denoiser
 
@@ -203,7 +203,7 @@ def _run(jobs: list[Job], denoiser, quality: int, max_pixels: int | None, progre
         TimeRemainingColumn,
     )
 
-    from n2nkit.clitools import console, print_error, print_note
+    from n2nkit.cli.console import console, print_error, print_note
     from n2nkit.errors import N2NError
     from n2nkit.runtime.images import read_image, write_image
 

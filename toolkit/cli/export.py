@@ -94,7 +94,7 @@ def export(
     Ends with a table: ✅ passed, ❎ exported but failed verification (deleted), ❌ export
     failed. Exits non-zero unless every artifact passed.
     """
-    from n2nkit.clitools import console
+    from n2nkit.cli.console import console
     from n2nkit.errors import UnknownNameError, UserInputError, VerificationError
     from n2nkit.export.pipeline import export_checkpoint
     from n2nkit.export.tensorrt_engine import DEFAULT_PROFILES, PRECISIONS, Profile
@@ -142,7 +142,7 @@ def print_results(rows: list, out: Path) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from n2nkit.clitools import console
+    from n2nkit.cli.console import console
 
     table = Table(title=f"n2nkit export -> {out}")
     table.add_column("", no_wrap=True)

@@ -81,7 +81,7 @@ def pipeline(
     """Train, export (INT8/FP16/ORT, TensorRT if possible) and compare: the main job, end to end."""
     import shutil
 
-    from n2nkit.clitools import console
+    from n2nkit.cli.console import console
     from n2nkit.errors import UserInputError
     from n2nkit.training.config import TrainConfig, parse_duration
     from n2nkit.training.models import variant_names
@@ -105,7 +105,7 @@ def pipeline(
     out.mkdir(parents=True, exist_ok=True)
     from rich.markup import escape
 
-    from n2nkit.targets import select_targets
+    from n2nkit.bench.targets import select_targets
 
     select_targets(target)  # an unknown target fails now, not after training
     state = _load_state(out)
@@ -144,7 +144,7 @@ def pipeline(
         console.print(f"TensorRT engines skipped: {escape(trt_reason)}")
 
     # 3. compare ------------------------------------------------------------------------
-    from n2nkit.commands.compare import run_compare
+    from n2nkit.cli.compare import run_compare
 
     models = [str(out / "artifacts" / name) for name in names]
     if shipped:
@@ -179,7 +179,7 @@ def _train(config, resuming: bool) -> None:
     """Train (or finish an interrupted run) within what is left of the budget."""
     import dataclasses
 
-    from n2nkit.clitools import console
+    from n2nkit.cli.console import console
     from n2nkit.training.checkpoint import LAST_NAME, load_checkpoint
     from n2nkit.training.trainer import train
 
@@ -204,8 +204,8 @@ def _train(config, resuming: bool) -> None:
 
 
 def _export(run_dir: Path, out_dir: Path, trt: bool) -> None:
-    from n2nkit.clitools import console
-    from n2nkit.commands.export import print_results
+    from n2nkit.cli.console import console
+    from n2nkit.cli.export import print_results
     from n2nkit.errors import VerificationError
     from n2nkit.export.pipeline import export_checkpoint
 

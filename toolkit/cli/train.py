@@ -158,7 +158,7 @@ def train(
     """Train a denoiser (Noise2Noise by default); best.pt, last.pt and metrics.jsonl per run."""
     from rich.table import Table
 
-    from n2nkit.clitools import console
+    from n2nkit.cli.console import console
     from n2nkit.training.config import TrainConfig, parse_duration
 
     names = _variants(variant)
