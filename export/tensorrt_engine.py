@@ -21,17 +21,16 @@ foreign engine with "rebuild it".
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from n2nkit.errors import MissingDependencyError, UserInputError
+from n2nkit.runtime.artifacts import write_sidecar
 from n2nkit.runtime.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
-from n2nkit.runtime.trt_backend import SIDECAR_FORMAT, sidecar_path, tensorrt_module
+from n2nkit.runtime.trt_backend import tensorrt_module
 
-SIDECAR_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -172,8 +171,6 @@ def build_engine(
     engine_bytes = bytes(memoryview(serialized))
 
     sidecar = {
-        "format": SIDECAR_FORMAT,
-        "format_version": SIDECAR_VERSION,
         "tensorrt_version": trt.__version__,
         **gpu_identity(),
         "precision": precision,
@@ -187,8 +184,7 @@ def build_engine(
         "source": Path(source).name,
     }
     atomic_write_bytes(Path(path), lambda f: f.write(engine_bytes))
-    text = json.dumps(sidecar, indent=2, default=list).encode()
-    atomic_write_bytes(sidecar_path(path), lambda f: f.write(text))
+    write_sidecar(path, sidecar)
     if timing_cache:
         learned = bytes(memoryview(config.get_timing_cache().serialize()))
         atomic_write_bytes(Path(timing_cache), lambda f: f.write(learned))
