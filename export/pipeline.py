@@ -156,18 +156,19 @@ def _produce(
 def _onnx_runner(precision: str) -> Callable[[Path], verify.Runner]:
     def run(path: Path) -> verify.Runner:
         verify.check_onnx(path, precision)
-        return verify.ort_runner(verify.ort_session(path))
+        return verify.ort_runner(path)
 
     return run
 
 
 def _ort_runner(precision: str) -> Callable[[Path], verify.Runner]:
     def run(path: Path) -> verify.Runner:
-        session = verify.ort_session(path)
-        meta = verify.ort_metadata(session, path.name)
-        if meta.precision != precision:
-            raise VerificationError(f"{path.name}: metadata says {meta.precision}")
-        return verify.ort_runner(session)
+        from n2nkit.runtime.ort_backend import OrtBackend
+
+        backend = OrtBackend(path, device="cpu")
+        if backend.metadata.precision != precision:
+            raise VerificationError(f"{path.name}: metadata says {backend.metadata.precision}")
+        return backend.infer
 
     return run
 
@@ -258,7 +259,7 @@ def export_model(
             def make_int8(path: Path) -> dict[str, Any]:
                 batches = calibration_batches(noise, metadata.size_multiple, seed=seed)
                 selection = selection_set(metadata, noise, seed)
-                fp32_run = verify.ort_runner(verify.ort_session(fp32.path))
+                fp32_run = verify.ort_runner(fp32.path)
                 reference = verify.mean_psnr(fp32_run, selection)
                 choice = quantize_best(
                     fp32.path, path, metadata, batches, selection, reduce_range=reduce_range

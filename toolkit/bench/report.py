@@ -28,7 +28,6 @@ class Row:
     backend: str = ""
     threads: int | None = None
     size_mb: float | None = None
-    parameters: int | None = None
     psnr: dict[str, float] = field(default_factory=dict)  # noise spec -> mean dB
     psnr_delta: dict[str, float] = field(default_factory=dict)  # vs the model's FP32 ONNX
     latency: dict[str, dict[str, float]] = field(default_factory=dict)  # "HxWxN" -> stats
