@@ -26,7 +26,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from n2nkit.errors import UserInputError, VerificationError
+from n2nkit.errors import UserInputError, VerificationError, first_line
 from n2nkit.export import verify
 from n2nkit.export.onnx_export import DEFAULT_OPSET, metadata_for
 from n2nkit.export.tensorrt_engine import DEFAULT_PROFILES, PRECISIONS, Profile
@@ -87,11 +87,6 @@ class _Context:
     fp32_psnr: float | None = None
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-
-
 def _produce(
     ctx: _Context,
     name: str,
@@ -113,7 +108,7 @@ def _produce(
             row.details.update(details)
         row.size_bytes = staged.stat().st_size
     except Exception as exc:  # any failure of this target becomes its row; the others go on
-        row.message = _first_line(exc)
+        row.message = first_line(exc, with_type=True)
         row.seconds = time.perf_counter() - start
         return row
     row.details["export_s"] = round(time.perf_counter() - start, 3)
@@ -141,7 +136,9 @@ def _produce(
             raise VerificationError("; ".join(problems))
     except Exception as exc:
         row.status = Status.FAILED_VERIFICATION
-        row.message = str(exc) if isinstance(exc, VerificationError) else _first_line(exc)
+        row.message = (
+            str(exc) if isinstance(exc, VerificationError) else first_line(exc, with_type=True)
+        )
         row.seconds = time.perf_counter() - start
         return row
 

@@ -129,7 +129,7 @@ def build_engine(
     Both files are written atomically; the timing cache is read if present and rewritten with
     what this build learned.
     """
-    from n2nkit.training.checkpoint import atomic_write_bytes
+    from n2nkit.fileio import atomic_write_bytes
 
     if precision not in PRECISIONS:
         raise UserInputError(f"unknown TensorRT precision {precision!r}; choose {PRECISIONS}")
@@ -183,9 +183,9 @@ def build_engine(
         "metadata": metadata.to_props(),
         "source": Path(source).name,
     }
-    atomic_write_bytes(Path(path), lambda f: f.write(engine_bytes))
+    atomic_write_bytes(Path(path), engine_bytes)
     write_sidecar(path, sidecar)
     if timing_cache:
         learned = bytes(memoryview(config.get_timing_cache().serialize()))
-        atomic_write_bytes(Path(timing_cache), lambda f: f.write(learned))
+        atomic_write_bytes(Path(timing_cache), learned)
     return Path(path)

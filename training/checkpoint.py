@@ -23,20 +23,13 @@ from typing import Any
 
 from n2nkit.errors import CheckpointError, first_line
 from n2nkit.fileio import atomic_write
+from n2nkit.training.torchfile import load_weights_only
 
 FORMAT = "n2nkit.checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_KEYS = ("format", "format_version", "model", "state_dict", "epoch", "config")
 BEST_NAME = "best.pt"
 LAST_NAME = "last.pt"
-
-
-def atomic_write_bytes(path: Path, write: Any) -> Path:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it in place.
-
-    A crash or Ctrl-C leaves either the old file or the new one, never half of one.
-    """
-    return atomic_write(path, write)
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
@@ -46,7 +39,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise ValueError(f"checkpoint payload lacks {missing}")
-    return atomic_write_bytes(Path(path), lambda f: torch.save(payload, f))
+    return atomic_write(Path(path), lambda f: torch.save(payload, f))
 
 
 def resolve_checkpoint(path: Path, prefer: str = BEST_NAME) -> Path:
@@ -64,10 +57,7 @@ def resolve_checkpoint(path: Path, prefer: str = BEST_NAME) -> Path:
 
 def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
     """Load and validate a checkpoint; any problem becomes one :class:`CheckpointError` line."""
-    import pickle
     import zipfile
-
-    import torch
 
     path = resolve_checkpoint(path)
     if path.stat().st_size == 0:
@@ -77,28 +67,9 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
             f"{path} is not a checkpoint: not a complete PyTorch archive "
             "(truncated, or another kind of file)"
         )
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = first_line(exc)
-        raise CheckpointError(
-            f"{path} was refused: it holds objects other than tensors and plain data "
-            f"(loaded with weights_only=True, nothing was executed): {first}"
-        ) from None
-    except (
-        RuntimeError,
-        EOFError,
-        KeyError,
-        IndexError,
-        TypeError,
-        zipfile.BadZipFile,
-        OSError,
-        ValueError,
-    ) as exc:  # torch's legacy unpickler raises KeyError/IndexError on arbitrary bytes
-        first = first_line(exc)
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated?): {first}"
-        ) from None
+    ckpt = load_weights_only(
+        path, CheckpointError, "is not a readable checkpoint (truncated?)", map_location
+    )
     validate_checkpoint(ckpt, path)
     return ckpt
 

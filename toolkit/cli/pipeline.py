@@ -84,14 +84,9 @@ def pipeline(
     from n2nkit.cli.console import console
     from n2nkit.errors import UserInputError
     from n2nkit.training.config import TrainConfig, parse_duration
-    from n2nkit.training.models import variant_names
+    from n2nkit.training.models import parse_variants
 
-    names = [v.strip() for v in variants.split(",") if v.strip()]
-    unknown = [v for v in names if v not in variant_names()]
-    if not names or unknown:
-        from n2nkit.errors import UnknownNameError
-
-        raise UnknownNameError("model variant", (unknown or [""])[0], variant_names())
+    names = parse_variants(variants, "--variants")
     budget_s = parse_duration(budget)
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {out} exists and is not a folder")

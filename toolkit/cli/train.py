@@ -22,21 +22,6 @@ class Loss(str, Enum):
     l1 = "l1"
 
 
-def _variants(spec: str) -> list[str]:
-    from n2nkit.errors import UnknownNameError, UserInputError
-    from n2nkit.training.models import variant_names
-
-    if spec.strip() == "all":
-        return variant_names()
-    names = [v.strip() for v in spec.split(",") if v.strip()]
-    if not names:
-        raise UserInputError("--variant is empty; name a variant, a comma list, or all")
-    for name in names:
-        if name not in variant_names():
-            raise UnknownNameError("model variant", name, [*variant_names(), "all"])
-    return list(dict.fromkeys(names))
-
-
 def train(
     variant: Annotated[
         str, typer.Option(help="Model variant, a comma list, or 'all' (see `n2nkit models`).")
@@ -160,8 +145,9 @@ def train(
 
     from n2nkit.cli.console import console
     from n2nkit.training.config import TrainConfig, parse_duration
+    from n2nkit.training.models import parse_variants
 
-    names = _variants(variant)
+    names = parse_variants(variant)
     budget_s = parse_duration(budget) if budget is not None else None
     configs = []
     for name in names:
