@@ -5,14 +5,14 @@ Every artifact is built in a scratch folder inside ``out_dir``, verified there (
 verification is deleted, one that fails to build never appears; both still get a row, so the
 caller can print the whole table before exiting non-zero.
 
-Artifacts (names in ``out_dir``)::
+What is built comes from :data:`ARTIFACTS`, one row per artifact kind (source kind, builder,
+verifier); the file names are the runtime's artifact contract (:mod:`n2nkit.runtime.artifacts`)::
 
-    model.onnx            FP32, always (everything else is derived from it)
-    model.int8.onnx       --int8 (static QDQ); also built for --trt's INT8 engine
-    model.fp16.onnx       --fp16 (float32 inputs/outputs)
-    model.ort, model.int8.ort                     --ort: FP32 and INT8 in ORT format
-    model.<prec>.engine (+ .engine.json sidecar)  --trt: fp32, fp16, int8
-    tensorrt.timing.cache                         --trt: reused by later builds
+    fp32            always (everything else is derived from it)
+    int8            --int8 (static QDQ); also built for --trt's INT8 engine
+    fp16            --fp16 (float32 inputs/outputs)
+    ort, ort-int8   --ort: FP32 and INT8 in ORT format
+    trt-<prec>      --trt: fp32, fp16, int8 engines (+ sidecar; tensorrt.timing.cache reused)
 """
 
 from __future__ import annotations
@@ -30,10 +30,10 @@ from n2nkit.errors import UserInputError, VerificationError, first_line
 from n2nkit.export import verify
 from n2nkit.export.onnx_export import DEFAULT_OPSET, metadata_for
 from n2nkit.export.tensorrt_engine import DEFAULT_PROFILES, PRECISIONS, Profile
+from n2nkit.runtime.artifacts import BY_KIND, TIMING_CACHE, sidecar_path
 from n2nkit.runtime.metadata import ModelMetadata
 
 DEFAULT_NOISE = "gaussian:25"  # for models without a checkpoint (random-init parity checks)
-TIMING_CACHE = "tensorrt.timing.cache"
 
 
 class Status(str, Enum):
@@ -83,22 +83,29 @@ class _Context:
     torch_outputs: list[Any]
     torch_psnr: float
     tolerances: dict[str, verify.Tolerance]
+    noise: str = DEFAULT_NOISE
+    seed: int = 0
+    opset: int = DEFAULT_OPSET
+    reduce_range: bool | None = None
+    profiles: Sequence[Profile] = DEFAULT_PROFILES
+    timing_cache: Path | None = None
+    say: Callable[[str], None] = lambda _message: None
     rows: list[ArtifactResult] = field(default_factory=list)
-    fp32_psnr: float | None = None
 
 
 def _produce(
     ctx: _Context,
-    name: str,
-    target: str,
-    precision: str,
+    kind: str,
     make: Callable[[Path], Any],
     run: Callable[[Path], verify.Runner],
-    sidecars: Sequence[str] = (),
     reference_psnr: float | None = None,
 ) -> ArtifactResult:
-    """Build ``name`` in the stage, verify it, publish it (or not); append and return its row."""
-    row = ArtifactResult(name, target, precision, Status.EXPORT_FAILED)
+    """Build ``kind``'s file in the stage, verify it, publish it (or not); append and return
+    its row."""
+    art = BY_KIND[kind]
+    name, precision = art.file, art.precision
+    sidecars = (sidecar_path(Path(name)).name,) if art.format == "tensorrt" else ()
+    row = ArtifactResult(name, art.format, precision, Status.EXPORT_FAILED)
     ctx.rows.append(row)
     staged = ctx.stage / name
     start = time.perf_counter()
@@ -150,16 +157,80 @@ def _produce(
     return row
 
 
-def _onnx_runner(precision: str) -> Callable[[Path], verify.Runner]:
-    def run(path: Path) -> verify.Runner:
+# ------------------------------------------------------------------ the table of artifacts
+# Each builder takes (ctx, staged path, source artifact's path) and may return details for the
+# row; each verifier takes the staged path and returns a runner (numpy in, numpy out).
+Builder = Callable[["_Context", Path, "Path | None"], Any]
+Verifier = Callable[["_Context", Path], verify.Runner]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one artifact kind is made: from which kind (None: the PyTorch model), by what,
+    checked by what, and what the progress line adds to its name."""
+
+    source: str | None
+    build: Builder
+    verifier: Verifier
+    note: str = ""
+
+
+def _build_fp32(ctx: _Context, path: Path, _source: Path | None) -> None:
+    from n2nkit.export.onnx_export import export_onnx
+
+    export_onnx(ctx.model, path, ctx.metadata, ctx.opset)
+
+
+def _build_int8(ctx: _Context, path: Path, source: Path | None) -> dict[str, Any]:
+    from n2nkit.export.quantize_int8 import calibration_batches, quantize_best, selection_set
+
+    meta = ctx.metadata
+    batches = calibration_batches(ctx.noise, meta.size_multiple, seed=ctx.seed)
+    selection = selection_set(meta, ctx.noise, ctx.seed)
+    reference = verify.mean_psnr(verify.ort_runner(source), selection)
+    choice = quantize_best(source, path, meta, batches, selection, reduce_range=ctx.reduce_range)
+    return {
+        "calibration": choice.calibration,
+        "reduce_range": choice.reduce_range,
+        "selection_psnr_change": {k: round(v - reference, 4) for k, v in choice.psnr.items()},
+        "quantized_ops": choice.ops,
+    }
+
+
+def _build_fp16(ctx: _Context, path: Path, source: Path | None) -> None:
+    from n2nkit.export.fp16 import convert_fp16
+
+    convert_fp16(source, path, ctx.metadata)
+
+
+def _build_ort(_ctx: _Context, path: Path, source: Path | None) -> None:
+    from n2nkit.export.ort_format import convert_ort
+
+    convert_ort(source, path)
+
+
+def _engine_builder(precision: str) -> Builder:
+    def build(ctx: _Context, path: Path, source: Path | None) -> Any:
+        import dataclasses
+
+        from n2nkit.export.tensorrt_engine import build_engine
+
+        meta = dataclasses.replace(ctx.metadata, precision=precision)
+        return build_engine(source, path, precision, meta, tuple(ctx.profiles), ctx.timing_cache)
+
+    return build
+
+
+def _onnx_verifier(precision: str) -> Verifier:
+    def run(_ctx: _Context, path: Path) -> verify.Runner:
         verify.check_onnx(path, precision)
         return verify.ort_runner(path)
 
     return run
 
 
-def _ort_runner(precision: str) -> Callable[[Path], verify.Runner]:
-    def run(path: Path) -> verify.Runner:
+def _ort_verifier(precision: str) -> Verifier:
+    def run(_ctx: _Context, path: Path) -> verify.Runner:
         from n2nkit.runtime.ort_backend import OrtBackend
 
         backend = OrtBackend(path, device="cpu")
@@ -168,6 +239,42 @@ def _ort_runner(precision: str) -> Callable[[Path], verify.Runner]:
         return backend.infer
 
     return run
+
+
+def _engine_verifier(_ctx: _Context, path: Path) -> verify.Runner:
+    # Through the runtime, as apps will run it; the Denoiser splits batches that exceed the
+    # engine's optimisation profiles.
+    from n2nkit.runtime.denoiser import Denoiser
+    from n2nkit.runtime.trt_backend import TrtBackend
+
+    return Denoiser(TrtBackend(path)).denoise_planes
+
+
+# FP16 has no ORT row: converting on an x86 CPU folds FP16 convolutions back to FP32 weights
+# (no FP16 Conv kernel here), so the .ort would not be FP16.
+ARTIFACTS: dict[str, Recipe] = {
+    "fp32": Recipe(None, _build_fp32, _onnx_verifier("fp32")),
+    "int8": Recipe("fp32", _build_int8, _onnx_verifier("int8"),
+                   "calibrating, choosing among candidates"),
+    "fp16": Recipe("fp32", _build_fp16, _onnx_verifier("fp16")),
+    "ort": Recipe("fp32", _build_ort, _ort_verifier("fp32")),
+    "ort-int8": Recipe("int8", _build_ort, _ort_verifier("int8")),
+    **{
+        f"trt-{p}": Recipe("int8" if p == "int8" else "fp32", _engine_builder(p),
+                           _engine_verifier, "TensorRT build")
+        for p in PRECISIONS
+    },
+}  # fmt: skip
+
+
+def wanted_kinds(
+    int8: bool, fp16: bool, ort: bool, trt: bool, trt_precisions: Sequence[str]
+) -> list[str]:
+    """The kinds an export with these flags builds, in build order (sources first)."""
+    wants_int8 = int8 or (trt and "int8" in trt_precisions)
+    kinds = ["fp32", *["int8"] * wants_int8, *["fp16"] * fp16]
+    kinds += [k for k in ("ort", "ort-int8") if ort and ARTIFACTS[k].source in kinds]
+    return kinds + [f"trt-{p}" for p in trt_precisions] * trt
 
 
 def export_model(
@@ -189,11 +296,6 @@ def export_model(
     progress: Callable[[str], None] | None = None,
 ) -> list[ArtifactResult]:
     """Export an in-memory model (eval mode, CPU); see :func:`export_checkpoint`."""
-    from n2nkit.export.fp16 import convert_fp16
-    from n2nkit.export.onnx_export import export_onnx
-    from n2nkit.export.ort_format import convert_ort
-    from n2nkit.export.quantize_int8 import calibration_batches, quantize_best, selection_set
-
     say = progress or (lambda _message: None)
     if opset < 17:
         raise UserInputError(f"opset {opset} is too old: n2nkit exports opset 17 or newer")
@@ -226,142 +328,36 @@ def export_model(
         torch_outputs=[torch_run(x) for x in evalset.parity],
         torch_psnr=verify.mean_psnr(torch_run, evalset),
         tolerances={**verify.TOLERANCES, **(tolerances or {})},
-    )
+        noise=noise, seed=seed, opset=opset, reduce_range=reduce_range, profiles=trt_profiles,
+        timing_cache=Path(timing_cache) if timing_cache else out_dir / TIMING_CACHE, say=say,
+    )  # fmt: skip
     try:
-        say("model.onnx")
-        fp32 = _produce(
-            ctx,
-            "model.onnx",
-            "onnx",
-            "fp32",
-            lambda p: export_onnx(model, p, metadata, opset),
-            _onnx_runner("fp32"),
-        )
-        wants_int8 = int8 or (trt and "int8" in trt_precisions)
-        wanted = [("model.int8.onnx", "int8")] * wants_int8 + [("model.fp16.onnx", "fp16")] * fp16
-        if not fp32.passed:
-            for name, precision in wanted:
-                ctx.rows.append(
-                    ArtifactResult(
-                        name, "onnx", precision, Status.EXPORT_FAILED, message="model.onnx failed"
-                    )
-                )
-            return ctx.rows
-        ctx.fp32_psnr = fp32.psnr
-        onnx_rows = {"fp32": fp32}
-
-        if wants_int8:
-            say("model.int8.onnx (calibrating, choosing among candidates)")
-
-            def make_int8(path: Path) -> dict[str, Any]:
-                batches = calibration_batches(noise, metadata.size_multiple, seed=seed)
-                selection = selection_set(metadata, noise, seed)
-                fp32_run = verify.ort_runner(fp32.path)
-                reference = verify.mean_psnr(fp32_run, selection)
-                choice = quantize_best(
-                    fp32.path, path, metadata, batches, selection, reduce_range=reduce_range
-                )
-                return {
-                    "calibration": choice.calibration,
-                    "reduce_range": choice.reduce_range,
-                    "selection_psnr_change": {
-                        k: round(v - reference, 4) for k, v in choice.psnr.items()
-                    },
-                    "quantized_ops": choice.ops,
-                }
-
-            onnx_rows["int8"] = _produce(
-                ctx,
-                "model.int8.onnx",
-                "onnx",
-                "int8",
-                make_int8,
-                _onnx_runner("int8"),
-                reference_psnr=fp32.psnr,
-            )
-        if fp16:
-            say("model.fp16.onnx")
-            onnx_rows["fp16"] = _produce(
-                ctx,
-                "model.fp16.onnx",
-                "onnx",
-                "fp16",
-                lambda p: convert_fp16(fp32.path, p, metadata),
-                _onnx_runner("fp16"),
-                reference_psnr=fp32.psnr,
-            )
-        if ort:
-            for precision, source in onnx_rows.items():
-                # FP16 is left out: converting on an x86 CPU folds FP16 convolutions back to
-                # FP32 weights (no FP16 Conv kernel here), so the .ort would not be FP16.
-                if precision == "fp16" or not source.passed:
-                    continue
-                name = "model.ort" if precision == "fp32" else f"model.{precision}.ort"
-                say(name)
-                _produce(
-                    ctx,
-                    name,
-                    "ort",
-                    precision,
-                    lambda p, s=source.path: convert_ort(s, p),
-                    _ort_runner(precision),
-                    reference_psnr=fp32.psnr,
-                )
-        if trt:
-            _export_engines(ctx, onnx_rows, trt_precisions, trt_profiles, timing_cache, say)
+        rows: dict[str, ArtifactResult] = {}
+        for kind in wanted_kinds(int8, fp16, ort, trt, trt_precisions):
+            rows[kind] = _build(ctx, kind, rows)
         return ctx.rows
     finally:
         shutil.rmtree(ctx.stage, ignore_errors=True)
 
 
-def _export_engines(
-    ctx: _Context,
-    onnx_rows: dict[str, ArtifactResult],
-    precisions: Sequence[str],
-    profiles: Sequence[Profile],
-    timing_cache: Path | None,
-    say: Callable[[str], None],
-) -> None:
-    import dataclasses
-
-    from n2nkit.export.tensorrt_engine import build_engine
-    from n2nkit.runtime.denoiser import Denoiser
-    from n2nkit.runtime.trt_backend import TrtBackend, sidecar_path
-
-    def engine_runner(path: Path) -> verify.Runner:
-        # Through the runtime, as apps will run it; the Denoiser splits batches that exceed
-        # the engine's optimisation profiles.
-        return Denoiser(TrtBackend(path)).denoise_planes
-
-    cache = Path(timing_cache) if timing_cache else ctx.out_dir / TIMING_CACHE
-    for precision in precisions:
-        name = f"model.{precision}.engine"
-        source = onnx_rows["int8" if precision == "int8" else "fp32"]
-        if not source.passed:
-            ctx.rows.append(
-                ArtifactResult(
-                    name,
-                    "tensorrt",
-                    precision,
-                    Status.EXPORT_FAILED,
-                    message=f"{source.name} failed",
-                )
-            )
-            continue
-        say(f"{name} (TensorRT build)")
-        meta = dataclasses.replace(ctx.metadata, precision=precision)
-        _produce(
-            ctx,
-            name,
-            "tensorrt",
-            precision,
-            lambda p, s=source.path, m=meta, q=precision: build_engine(
-                s, p, q, m, tuple(profiles), cache
-            ),
-            engine_runner,
-            sidecars=(sidecar_path(Path(name)).name,),
-            reference_psnr=ctx.fp32_psnr,
-        )
+def _build(ctx: _Context, kind: str, rows: dict[str, ArtifactResult]) -> ArtifactResult:
+    """One row of the table: built from its source artifact, or failed because that failed."""
+    recipe, art = ARTIFACTS[kind], BY_KIND[kind]
+    source = rows[recipe.source] if recipe.source else None
+    if source is not None and not source.passed:
+        row = ArtifactResult(art.file, art.format, art.precision, Status.EXPORT_FAILED,
+                             message=f"{source.name} failed")  # fmt: skip
+        ctx.rows.append(row)
+        return row
+    ctx.say(f"{art.file} ({recipe.note})" if recipe.note else art.file)
+    source_path = source.path if source else None
+    return _produce(
+        ctx,
+        kind,
+        lambda p: recipe.build(ctx, p, source_path),
+        lambda p: recipe.verifier(ctx, p),
+        reference_psnr=None if kind == "fp32" else rows["fp32"].psnr,
+    )
 
 
 def export_checkpoint(checkpoint: Path, out_dir: Path, **options: Any) -> list[ArtifactResult]:
