@@ -322,9 +322,9 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
 
     # -- data: uint8 images on the device, crops/augmentation/noise drawn there ------------
     data = resolve_train_data(config.data)
-    if not data.clean and config.target == "clean":
+    if not data.clean and config.supervision == "clean":
         raise UserInputError(
-            "--target clean needs clean training images (builtin or a folder of photos); "
+            "--supervision clean needs clean training images (builtin or a folder of photos); "
             f"{data.source} holds noisy pairs"
         )
     bank = build_train_bank(data, config, device)
@@ -425,7 +425,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
                         for group in optimizer.param_groups:
                             group["lr"] = config.lr * cosine_factor(run_progress)
                     n = min(config.batch_size, config.epoch_size - step * config.batch_size)
-                    inp, tgt = make_batch(bank, n, spec, config.target, gen)
+                    inp, tgt = make_batch(bank, n, spec, config.supervision, gen)
                     with autocast():
                         out = model(inp)
                     loss = criterion(out.float(), tgt)
@@ -526,9 +526,10 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
 
 # --------------------------------------------------------------------------- one batch
 def make_batch(
-    bank: CropBank, n: int, spec: NoiseSpec, target: str, gen: torch.Generator
+    bank: CropBank, n: int, spec: NoiseSpec, supervision: str, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input, target) float batches, channels-last, on the bank's device."""
+    """(input, target) float batches, channels-last, on the bank's device; the target is
+    another noisy draw (``supervision="noisy"``) or the clean crop (``"clean"``)."""
     crops = bank.draw(n, gen)
     if len(crops) == 2:  # noisy pairs: swap input and target at random per sample
         a, b = to_float(crops[0], False), to_float(crops[1], False)
@@ -537,7 +538,7 @@ def make_batch(
     else:
         clean = to_float(crops[0], False)
         inp = quantize(spec.apply(clean, gen))
-        if target == "clean":
+        if supervision == "clean":
             tgt = clean
         else:
             tgt = spec.apply(clean, gen)

@@ -12,7 +12,7 @@ ADVANCED = "Advanced"
 RECIPE = "Recipe"
 
 
-class Target(str, Enum):
+class Supervision(str, Enum):
     noisy = "noisy"
     clean = "clean"
 
@@ -48,9 +48,14 @@ def train(
             "bernoulli:0.5, impulse:0.3, text:0.2, pixelate:4."
         ),
     ] = "gaussian:25",
+    supervision: Annotated[
+        Supervision,
+        typer.Option(help="noisy = Noise2Noise; clean = Noise2Clean on the same data."),
+    ] = Supervision.noisy,
     target: Annotated[
-        Target, typer.Option(help="noisy = Noise2Noise; clean = Noise2Clean on the same data.")
-    ] = Target.noisy,
+        Supervision | None,
+        typer.Option("--target", hidden=True, help="Deprecated: the old name of --supervision."),
+    ] = None,
     epochs: Annotated[
         int | None, typer.Option(help="Total epochs (default: 25 or 10 minutes, first reached).")
     ] = None,
@@ -147,6 +152,11 @@ def train(
     from n2nkit.training.config import TrainConfig, parse_duration
     from n2nkit.training.models import parse_variants
 
+    if target is not None:
+        from n2nkit.cli.console import print_note
+
+        print_note("--target is deprecated: use --supervision (same values)")
+        supervision = target
     names = parse_variants(variant)
     budget_s = parse_duration(budget) if budget is not None else None
     configs = []
@@ -158,7 +168,7 @@ def train(
                 data=data,
                 val_data=val_data,
                 noise=noise,
-                target=target.value,
+                supervision=supervision.value,
                 loss=loss.value,
                 epochs=epochs,
                 budget_s=budget_s,
