@@ -16,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from mdsection import replace_section
+from mdsection import publish
 
 CASES = {"photo 1×256×384": (1, 256, 384), "patches 400×32×32": (400, 32, 32)}
 THREADS = (1, 2)
@@ -108,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(item, flush=True)
         rows.append(item)
     text = section(rows, machine, str(args.checkpoint))
-    print(text)
-    if args.md:
-        replace_section(args.md, "Export", text)
+    publish(text, args.md, "Export")
     return 0
 
 

@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from mdsection import replace_section
+from mdsection import publish
 
 from n2nkit.bench.timing import measure_latency
 
@@ -219,9 +219,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     print(row, flush=True)
     text = section(rows, where, peaks, args.model)
-    print(text)
-    if args.md:
-        replace_section(args.md, "Runtime latency", text)
+    publish(text, args.md, "Runtime latency")
     return 0
 
 

@@ -190,25 +190,10 @@ def _train(config, resuming: bool) -> None:
 
 def _export(run_dir: Path, out_dir: Path, trt: bool) -> None:
     from n2nkit.cli.console import console
-    from n2nkit.cli.export import print_results
-    from n2nkit.errors import VerificationError
-    from n2nkit.export.pipeline import export_checkpoint
+    from n2nkit.cli.export import run_export
 
     console.print(f"[bold]export {run_dir.name}[/] → {out_dir}")
-    with console.status("exporting…") as status:
-        results = export_checkpoint(
-            run_dir,
-            out_dir,
-            int8=True,
-            fp16=True,
-            ort=True,
-            trt=trt,
-            progress=lambda msg: status.update(f"exporting {run_dir.name}: {msg}"),
-        )
-    print_results(results, out_dir)
-    failed = [r.name for r in results if not r.passed]
-    if failed:
-        raise VerificationError(f"export of {run_dir.name} failed for: {', '.join(failed)}")
+    run_export(run_dir, out_dir, f"{run_dir.name}: ", int8=True, fp16=True, ort=True, trt=trt)
 
 
 def _tensorrt_missing() -> str | None:
