@@ -32,6 +32,61 @@ BEST_NAME = "best.pt"
 LAST_NAME = "last.pt"
 
 
+def versions() -> dict[str, str]:
+    """The package versions a checkpoint records (plain strings: safe for weights_only)."""
+    import platform
+
+    import numpy as np
+    import torch
+
+    from n2nkit import __version__
+
+    return {
+        "n2nkit": __version__,
+        "torch": str(torch.__version__),  # a TorchVersion would not load with weights_only
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def build_payload(
+    model: Any,
+    config: Any,
+    *,
+    epoch: int,
+    metrics: dict[str, Any],
+    best_val_psnr: float,
+    noise: str,
+    resume_state: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """What :func:`save_checkpoint` writes and :func:`validate_checkpoint` checks: the model's
+    constructor arguments (export rebuilds the network from the file alone), its weights on the
+    CPU, the run's config and metrics; ``resume_state`` (optimizer, schedule, scaler, random
+    streams, history) only in ``last.pt``, so ``best.pt`` stays small."""
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": {
+            "variant": config.variant,
+            "kwargs": dict(config.variant_kwargs),
+            "size_multiple": model.size_multiple,
+        },
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "epoch": epoch,
+        "metrics": metrics,
+        "best_val_psnr": best_val_psnr,
+        "config": config.to_dict(),
+        "noise": noise,
+        "data": config.data,
+        "seed": config.seed,
+        "versions": versions(),
+        **extra,
+    }
+    payload.update(resume_state or {})
+    return payload
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
     """Write ``payload`` (must hold :data:`REQUIRED_KEYS`) atomically."""
     import torch
