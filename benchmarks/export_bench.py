@@ -13,33 +13,29 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
-from mdsection import replace_section
+from mdsection import publish
 
 CASES = {"photo 1×256×384": (1, 256, 384), "patches 400×32×32": (400, 32, 32)}
 THREADS = (1, 2)
 
 
 def latency_ms(path: Path, shape: tuple[int, int, int], threads: int, budget_s: float) -> float:
+    """Median ms per call through the runtime's onnxruntime backend, as apps run it."""
     import numpy as np
 
-    from n2nkit.export.verify import ort_runner, ort_session
+    from n2nkit.bench.timing import measure_latency
+    from n2nkit.runtime.ort_backend import OrtBackend
 
-    run = ort_runner(ort_session(path, threads=threads))
     n, h, w = shape
     x = np.random.default_rng(0).random((n, 3, h, w), dtype=np.float32)
-    run(x)  # warm-up: allocations, kernel selection
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < 3 or (time.perf_counter() - start < budget_s and len(times) < 20):
-        t = time.perf_counter()
-        run(x)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) * 1e3
+    with OrtBackend(path, device="cpu", threads=threads) as backend:
+        stats = measure_latency(
+            lambda: backend.infer(x), warmup=1, min_runs=3, max_runs=20, budget_s=budget_s
+        )
+    return stats.p50_ms
 
 
 def section(rows: list[dict], machine: str, source: str) -> str:
@@ -112,9 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         print(item, flush=True)
         rows.append(item)
     text = section(rows, machine, str(args.checkpoint))
-    print(text)
-    if args.md:
-        replace_section(args.md, "Export", text)
+    publish(text, args.md, "Export")
     return 0
 
 

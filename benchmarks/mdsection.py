@@ -20,3 +20,10 @@ def replace_section(md: Path, heading: str, text: str) -> None:
     else:
         new = old.rstrip() + "\n\n" + text.rstrip() + "\n"
     atomic_write_text(md, new)
+
+
+def publish(text: str, md: Path | None, heading: str) -> None:
+    """Print a benchmark's section, and put it into ``md`` when one is given."""
+    print(text)
+    if md:
+        replace_section(md, heading, text)

@@ -29,9 +29,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from mdsection import replace_section
+from mdsection import publish
 
-from n2nkit.timing import measure_latency
+from n2nkit.bench.timing import measure_latency
 
 GEMM = 2048
 
@@ -220,9 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append(row)
                     print(row, flush=True)
     text = section(rows, where, peaks, args.model)
-    print(text)
-    if args.md:
-        replace_section(args.md, "Runtime latency", text)
+    publish(text, args.md, "Runtime latency")
     return 0
 
 

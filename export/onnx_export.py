@@ -62,18 +62,14 @@ def set_metadata(onnx_model: Any, metadata: ModelMetadata) -> Any:
     return onnx_model
 
 
-def read_metadata(onnx_model: Any) -> dict[str, str]:
-    return {p.key: p.value for p in onnx_model.metadata_props}
-
-
 def save_onnx(onnx_model: Any, path: Path) -> Path:
     """Serialize ``onnx_model`` atomically (temp file beside ``path``, then rename)."""
     import os
 
-    from n2nkit.training.checkpoint import atomic_write_bytes
+    from n2nkit.fileio import atomic_write_bytes
 
     data = onnx_model.SerializeToString()
-    atomic_write_bytes(Path(path), lambda f: f.write(data))
+    atomic_write_bytes(Path(path), data)
     os.chmod(path, 0o644)  # mkstemp creates 0600; artifacts are meant to be shared
     return Path(path)
 

@@ -5,18 +5,20 @@ Every artifact is built in a scratch folder inside ``out_dir``, verified there (
 verification is deleted, one that fails to build never appears; both still get a row, so the
 caller can print the whole table before exiting non-zero.
 
-Artifacts (names in ``out_dir``)::
+What is built comes from :data:`ARTIFACTS`, one row per artifact kind (source kind, builder,
+verifier); the file names are the runtime's artifact contract (:mod:`n2nkit.runtime.artifacts`)::
 
-    model.onnx            FP32, always (everything else is derived from it)
-    model.int8.onnx       --int8 (static QDQ); also built for --trt's INT8 engine
-    model.fp16.onnx       --fp16 (float32 inputs/outputs)
-    model.ort, model.int8.ort                     --ort: FP32 and INT8 in ORT format
-    model.<prec>.engine (+ .engine.json sidecar)  --trt: fp32, fp16, int8
-    tensorrt.timing.cache (+ .no-tf32 for FP32)   --trt: reused by later builds
+    fp32            always (everything else is derived from it)
+    int8            --int8 (static QDQ); also built for --trt's INT8 engine
+    fp16            --fp16 (float32 inputs/outputs)
+    ort, ort-int8   --ort: FP32 and INT8 in ORT format
+    trt-<prec>      --trt: fp32, fp16, int8 engines (+ sidecar; tensorrt.timing.cache, and
+                    .no-tf32 for FP32, reused by later builds)
 
 Engines are strongly typed, so each is built from an ONNX model of its precision: FP32 from
-``model.onnx``, FP16 from the FP16 model, INT8 from a *symmetric* QDQ model (INT8, zero points 0)
-made for the engine in the scratch folder; ``model.int8.onnx`` keeps what measures best on the CPU.
+``model.onnx``, FP16 from an FP16 model, INT8 from a *symmetric* QDQ model (INT8, zero points 0,
+what TensorRT's parser accepts), the last two made for the engine in the scratch folder;
+``model.int8.onnx`` keeps what measures best on the CPU (asymmetric UINT8).
 """
 
 from __future__ import annotations
@@ -30,14 +32,14 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from n2nkit.errors import UserInputError, VerificationError
+from n2nkit.errors import UserInputError, VerificationError, first_line
 from n2nkit.export import verify
 from n2nkit.export.onnx_export import DEFAULT_OPSET, metadata_for
 from n2nkit.export.tensorrt_engine import DEFAULT_PROFILES, PRECISIONS, Profile
+from n2nkit.runtime.artifacts import BY_KIND, TIMING_CACHE, sidecar_path
 from n2nkit.runtime.metadata import ModelMetadata
 
 DEFAULT_NOISE = "gaussian:25"  # for models without a checkpoint (random-init parity checks)
-TIMING_CACHE = "tensorrt.timing.cache"
 
 
 class Status(str, Enum):
@@ -87,28 +89,30 @@ class _Context:
     torch_outputs: list[Any]
     torch_psnr: float
     tolerances: dict[str, verify.Tolerance]
-    rows: list[ArtifactResult] = field(default_factory=list)
-    fp32_psnr: float | None = None
+    noise: str = DEFAULT_NOISE
     seed: int = 0
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    opset: int = DEFAULT_OPSET
+    reduce_range: bool | None = None
+    profiles: Sequence[Profile] = DEFAULT_PROFILES
+    timing_cache: Path | None = None
+    say: Callable[[str], None] = lambda _message: None
+    rows: list[ArtifactResult] = field(default_factory=list)
+    opened: list[Any] = field(default_factory=list)  # backends to close once verified
 
 
 def _produce(
     ctx: _Context,
-    name: str,
-    target: str,
-    precision: str,
+    kind: str,
     make: Callable[[Path], Any],
     run: Callable[[Path], verify.Runner],
-    sidecars: Sequence[str] = (),
     reference_psnr: float | None = None,
 ) -> ArtifactResult:
-    """Build ``name`` in the stage, verify it, publish it (or not); append and return its row."""
-    row = ArtifactResult(name, target, precision, Status.EXPORT_FAILED)
+    """Build ``kind``'s file in the stage, verify it, publish it (or not); append and return
+    its row."""
+    art = BY_KIND[kind]
+    name, precision = art.file, art.precision
+    sidecars = (sidecar_path(Path(name)).name,) if art.format == "tensorrt" else ()
+    row = ArtifactResult(name, art.format, precision, Status.EXPORT_FAILED)
     ctx.rows.append(row)
     staged = ctx.stage / name
     start = time.perf_counter()
@@ -118,7 +122,7 @@ def _produce(
             row.details.update(details)
         row.size_bytes = staged.stat().st_size
     except Exception as exc:  # any failure of this target becomes its row; the others go on
-        row.message = _first_line(exc)
+        row.message = first_line(exc, with_type=True)
         row.seconds = time.perf_counter() - start
         return row
     row.details["export_s"] = round(time.perf_counter() - start, 3)
@@ -146,7 +150,9 @@ def _produce(
             raise VerificationError("; ".join(problems))
     except Exception as exc:
         row.status = Status.FAILED_VERIFICATION
-        row.message = str(exc) if isinstance(exc, VerificationError) else _first_line(exc)
+        row.message = (
+            str(exc) if isinstance(exc, VerificationError) else first_line(exc, with_type=True)
+        )
         row.seconds = time.perf_counter() - start
         return row
 
@@ -158,23 +164,149 @@ def _produce(
     return row
 
 
-def _onnx_runner(precision: str) -> Callable[[Path], verify.Runner]:
-    def run(path: Path) -> verify.Runner:
+# ------------------------------------------------------------------ the table of artifacts
+# Each builder takes (ctx, staged path, source artifact's path) and may return details for the
+# row; each verifier takes the staged path and returns a runner (numpy in, numpy out).
+Builder = Callable[["_Context", Path, "Path | None"], Any]
+Verifier = Callable[["_Context", Path], verify.Runner]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How one artifact kind is made: from which kind (None: the PyTorch model), by what,
+    checked by what, and what the progress line adds to its name."""
+
+    source: str | None
+    build: Builder
+    verifier: Verifier
+    note: str = ""
+
+
+def _build_fp32(ctx: _Context, path: Path, _source: Path | None) -> None:
+    from n2nkit.export.onnx_export import export_onnx
+
+    export_onnx(ctx.model, path, ctx.metadata, ctx.opset)
+
+
+def _build_int8(ctx: _Context, path: Path, source: Path | None) -> dict[str, Any]:
+    from n2nkit.export.quantize_int8 import calibration_batches, quantize_best, selection_set
+
+    meta = ctx.metadata
+    batches = calibration_batches(ctx.noise, meta.size_multiple, seed=ctx.seed)
+    selection = selection_set(meta, ctx.noise, ctx.seed)
+    reference = verify.mean_psnr(verify.ort_runner(source), selection)
+    choice = quantize_best(source, path, meta, batches, selection, reduce_range=ctx.reduce_range)
+    return {
+        "calibration": choice.calibration,
+        "reduce_range": choice.reduce_range,
+        "selection_psnr_change": {k: round(v - reference, 4) for k, v in choice.psnr.items()},
+        "quantized_ops": choice.ops,
+    }
+
+
+def _build_fp16(ctx: _Context, path: Path, source: Path | None) -> None:
+    from n2nkit.export.fp16 import convert_fp16
+
+    convert_fp16(source, path, ctx.metadata)
+
+
+def _build_ort(_ctx: _Context, path: Path, source: Path | None) -> None:
+    from n2nkit.export.ort_format import convert_ort
+
+    convert_ort(source, path)
+
+
+def _engine_source(ctx: _Context, precision: str, fp32: Path) -> tuple[Path, dict[str, Any]]:
+    """The ONNX model a strongly typed ``precision`` engine is built from (+ details)."""
+    if precision == "fp32":
+        return fp32, {}
+    if precision == "fp16":
+        from n2nkit.export.fp16 import convert_fp16
+
+        return convert_fp16(fp32, ctx.stage / ".engine-source.fp16.onnx", ctx.metadata), {}
+    from n2nkit.export.quantize_int8 import calibration_batches, quantize_best, selection_set
+
+    staged, meta = ctx.stage / ".engine-source.int8-symmetric.onnx", ctx.metadata
+    choice = quantize_best(
+        fp32,
+        staged,
+        meta,
+        calibration_batches(ctx.noise, meta.size_multiple, seed=ctx.seed),
+        selection_set(meta, ctx.noise, ctx.seed),
+        reduce_range=False,
+        symmetric=True,
+    )
+    return staged, {"calibration": choice.calibration, "quantized_ops": choice.ops}
+
+
+def _engine_builder(precision: str) -> Builder:
+    def build(ctx: _Context, path: Path, fp32: Path | None) -> Any:
+        import dataclasses
+
+        from n2nkit.export.tensorrt_engine import build_engine
+
+        source, details = _engine_source(ctx, precision, fp32)
+        meta = dataclasses.replace(ctx.metadata, precision=precision)
+        build_engine(source, path, precision, meta, tuple(ctx.profiles), ctx.timing_cache)
+        return details
+
+    return build
+
+
+def _onnx_verifier(precision: str) -> Verifier:
+    def run(_ctx: _Context, path: Path) -> verify.Runner:
         verify.check_onnx(path, precision)
-        return verify.ort_runner(verify.ort_session(path))
+        return verify.ort_runner(path)
 
     return run
 
 
-def _ort_runner(precision: str) -> Callable[[Path], verify.Runner]:
-    def run(path: Path) -> verify.Runner:
-        session = verify.ort_session(path)
-        meta = verify.ort_metadata(session, path.name)
-        if meta.precision != precision:
-            raise VerificationError(f"{path.name}: metadata says {meta.precision}")
-        return verify.ort_runner(session)
+def _ort_verifier(precision: str) -> Verifier:
+    def run(_ctx: _Context, path: Path) -> verify.Runner:
+        from n2nkit.runtime.ort_backend import OrtBackend
+
+        backend = OrtBackend(path, device="cpu")
+        if backend.metadata.precision != precision:
+            raise VerificationError(f"{path.name}: metadata says {backend.metadata.precision}")
+        return backend.infer
 
     return run
+
+
+def _engine_verifier(ctx: _Context, path: Path) -> verify.Runner:
+    # Through the runtime, as apps will run it; the Denoiser splits batches that exceed the
+    # engine's optimisation profiles. Closed (device memory freed) once verified.
+    from n2nkit.runtime.denoiser import Denoiser
+    from n2nkit.runtime.trt_backend import TrtBackend
+
+    backend = TrtBackend(path)
+    ctx.opened.append(backend)
+    return Denoiser(backend).denoise_planes
+
+
+# FP16 has no ORT row: converting on an x86 CPU folds FP16 convolutions back to FP32 weights
+# (no FP16 Conv kernel here), so the .ort would not be FP16.
+ARTIFACTS: dict[str, Recipe] = {
+    "fp32": Recipe(None, _build_fp32, _onnx_verifier("fp32")),
+    "int8": Recipe("fp32", _build_int8, _onnx_verifier("int8"),
+                   "calibrating, choosing among candidates"),
+    "fp16": Recipe("fp32", _build_fp16, _onnx_verifier("fp16")),
+    "ort": Recipe("fp32", _build_ort, _ort_verifier("fp32")),
+    "ort-int8": Recipe("int8", _build_ort, _ort_verifier("int8")),
+    **{
+        f"trt-{p}": Recipe("fp32", _engine_builder(p), _engine_verifier, "TensorRT build")
+        for p in PRECISIONS
+    },
+}  # fmt: skip
+
+
+def wanted_kinds(
+    int8: bool, fp16: bool, ort: bool, trt: bool, trt_precisions: Sequence[str]
+) -> list[str]:
+    """The kinds an export with these flags builds, in build order (sources first)."""
+    kinds = ["fp32", *["int8"] * int8, *["fp16"] * fp16]  # engines make their own sources
+    kinds += [k for k in ("ort", "ort-int8") if ort and ARTIFACTS[k].source in kinds]
+    return kinds + [f"trt-{p}" for p in trt_precisions] * trt
 
 
 def export_model(
@@ -196,11 +328,6 @@ def export_model(
     progress: Callable[[str], None] | None = None,
 ) -> list[ArtifactResult]:
     """Export an in-memory model (eval mode, CPU); see :func:`export_checkpoint`."""
-    from n2nkit.export.fp16 import convert_fp16
-    from n2nkit.export.onnx_export import export_onnx
-    from n2nkit.export.ort_format import convert_ort
-    from n2nkit.export.quantize_int8 import calibration_batches, quantize_best, selection_set
-
     say = progress or (lambda _message: None)
     if opset < 17:
         raise UserInputError(f"opset {opset} is too old: n2nkit exports opset 17 or newer")
@@ -233,182 +360,40 @@ def export_model(
         torch_outputs=[torch_run(x) for x in evalset.parity],
         torch_psnr=verify.mean_psnr(torch_run, evalset),
         tolerances={**verify.TOLERANCES, **(tolerances or {})},
-        seed=seed,
-    )
+        noise=noise, seed=seed, opset=opset, reduce_range=reduce_range, profiles=trt_profiles,
+        timing_cache=Path(timing_cache) if timing_cache else out_dir / TIMING_CACHE, say=say,
+    )  # fmt: skip
     try:
-        say("model.onnx")
-        fp32 = _produce(
-            ctx,
-            "model.onnx",
-            "onnx",
-            "fp32",
-            lambda p: export_onnx(model, p, metadata, opset),
-            _onnx_runner("fp32"),
-        )
-        wants_int8 = int8  # the INT8 engine has its own (symmetric) QDQ model
-        wanted = [("model.int8.onnx", "int8")] * wants_int8 + [("model.fp16.onnx", "fp16")] * fp16
-        if not fp32.passed:
-            for name, precision in wanted:
-                ctx.rows.append(
-                    ArtifactResult(
-                        name, "onnx", precision, Status.EXPORT_FAILED, message="model.onnx failed"
-                    )
-                )
-            return ctx.rows
-        ctx.fp32_psnr = fp32.psnr
-        onnx_rows = {"fp32": fp32}
-
-        if wants_int8:
-            say("model.int8.onnx (calibrating, choosing among candidates)")
-
-            def make_int8(path: Path) -> dict[str, Any]:
-                batches = calibration_batches(noise, metadata.size_multiple, seed=seed)
-                selection = selection_set(metadata, noise, seed)
-                fp32_run = verify.ort_runner(verify.ort_session(fp32.path))
-                reference = verify.mean_psnr(fp32_run, selection)
-                choice = quantize_best(
-                    fp32.path, path, metadata, batches, selection, reduce_range=reduce_range
-                )
-                return {
-                    "calibration": choice.calibration,
-                    "reduce_range": choice.reduce_range,
-                    "selection_psnr_change": {
-                        k: round(v - reference, 4) for k, v in choice.psnr.items()
-                    },
-                    "quantized_ops": choice.ops,
-                }
-
-            onnx_rows["int8"] = _produce(
-                ctx,
-                "model.int8.onnx",
-                "onnx",
-                "int8",
-                make_int8,
-                _onnx_runner("int8"),
-                reference_psnr=fp32.psnr,
-            )
-        if fp16:
-            say("model.fp16.onnx")
-            onnx_rows["fp16"] = _produce(
-                ctx,
-                "model.fp16.onnx",
-                "onnx",
-                "fp16",
-                lambda p: convert_fp16(fp32.path, p, metadata),
-                _onnx_runner("fp16"),
-                reference_psnr=fp32.psnr,
-            )
-        if ort:
-            for precision, source in onnx_rows.items():
-                # FP16 is left out: converting on an x86 CPU folds FP16 convolutions back to
-                # FP32 weights (no FP16 Conv kernel here), so the .ort would not be FP16.
-                if precision == "fp16" or not source.passed:
-                    continue
-                name = "model.ort" if precision == "fp32" else f"model.{precision}.ort"
-                say(name)
-                _produce(
-                    ctx,
-                    name,
-                    "ort",
-                    precision,
-                    lambda p, s=source.path: convert_ort(s, p),
-                    _ort_runner(precision),
-                    reference_psnr=fp32.psnr,
-                )
-        if trt:
-            _export_engines(ctx, onnx_rows, trt_precisions, trt_profiles, timing_cache, say)
+        rows: dict[str, ArtifactResult] = {}
+        for kind in wanted_kinds(int8, fp16, ort, trt, trt_precisions):
+            rows[kind] = _build(ctx, kind, rows)
         return ctx.rows
     finally:
         shutil.rmtree(ctx.stage, ignore_errors=True)
 
 
-def _export_engines(
-    ctx: _Context,
-    onnx_rows: dict[str, ArtifactResult],
-    precisions: Sequence[str],
-    profiles: Sequence[Profile],
-    timing_cache: Path | None,
-    say: Callable[[str], None],
-) -> None:
-    import dataclasses
-
-    from n2nkit.export.fp16 import convert_fp16
-    from n2nkit.export.quantize_int8 import calibration_batches, quantize_best, selection_set
-    from n2nkit.export.tensorrt_engine import build_engine
-    from n2nkit.runtime.denoiser import Denoiser
-    from n2nkit.runtime.trt_backend import TrtBackend, sidecar_path
-
-    opened: list[TrtBackend] = []
-
-    def engine_runner(path: Path) -> verify.Runner:
-        # Through the runtime, as apps will run it; the Denoiser splits batches that exceed
-        # the engine's optimisation profiles. Closed (device memory freed) once verified.
-        backend = TrtBackend(path)
-        opened.append(backend)
-        return Denoiser(backend).denoise_planes
-
-    fp32 = onnx_rows["fp32"]
-    noise = ctx.metadata.noise or DEFAULT_NOISE
-
-    def typed_source(precision: str) -> tuple[Path, dict[str, Any]]:
-        """The ONNX model a strongly typed ``precision`` engine is built from (+ details)."""
-        if precision == "fp32":
-            return fp32.path, {}
-        if precision == "fp16":
-            row = onnx_rows.get("fp16")
-            if row is not None and row.passed:
-                return row.path, {}
-            staged = ctx.stage / ".engine-source.fp16.onnx"
-            return convert_fp16(fp32.path, staged, ctx.metadata), {}
-        staged = ctx.stage / ".engine-source.int8-symmetric.onnx"
-        meta = ctx.metadata
-        choice = quantize_best(
-            fp32.path,
-            staged,
-            meta,
-            calibration_batches(noise, meta.size_multiple, seed=ctx.seed),
-            selection_set(meta, noise, ctx.seed),
-            reduce_range=False,
-            symmetric=True,
+def _build(ctx: _Context, kind: str, rows: dict[str, ArtifactResult]) -> ArtifactResult:
+    """One row of the table: built from its source artifact, or failed because that failed."""
+    recipe, art = ARTIFACTS[kind], BY_KIND[kind]
+    source = rows[recipe.source] if recipe.source else None
+    if source is not None and not source.passed:
+        row = ArtifactResult(art.file, art.format, art.precision, Status.EXPORT_FAILED,
+                             message=f"{source.name} failed")  # fmt: skip
+        ctx.rows.append(row)
+        return row
+    ctx.say(f"{art.file} ({recipe.note})" if recipe.note else art.file)
+    source_path = source.path if source else None
+    try:
+        return _produce(
+            ctx,
+            kind,
+            lambda p: recipe.build(ctx, p, source_path),
+            lambda p: recipe.verifier(ctx, p),
+            reference_psnr=None if kind == "fp32" else rows["fp32"].psnr,
         )
-        return staged, {"calibration": choice.calibration, "quantized_ops": choice.ops}
-
-    def make_engine(path: Path, precision: str, meta: ModelMetadata) -> dict[str, Any]:
-        source, details = typed_source(precision)
-        build_engine(source, path, precision, meta, tuple(profiles), cache)
-        return details
-
-    cache = Path(timing_cache) if timing_cache else ctx.out_dir / TIMING_CACHE
-    for precision in precisions:
-        name = f"model.{precision}.engine"
-        source = fp32
-        if not source.passed:
-            ctx.rows.append(
-                ArtifactResult(
-                    name,
-                    "tensorrt",
-                    precision,
-                    Status.EXPORT_FAILED,
-                    message=f"{source.name} failed",
-                )
-            )
-            continue
-        say(f"{name} (TensorRT build)")
-        meta = dataclasses.replace(ctx.metadata, precision=precision)
-        try:
-            _produce(
-                ctx,
-                name,
-                "tensorrt",
-                precision,
-                lambda p, m=meta, q=precision: make_engine(p, q, m),
-                engine_runner,
-                sidecars=(sidecar_path(Path(name)).name,),
-                reference_psnr=ctx.fp32_psnr,
-            )
-        finally:
-            while opened:
-                opened.pop().close()
+    finally:
+        while ctx.opened:
+            ctx.opened.pop().close()
 
 
 def export_checkpoint(checkpoint: Path, out_dir: Path, **options: Any) -> list[ArtifactResult]:

@@ -35,7 +35,6 @@ from n2nkit.export.verify import (
     add_noise_np,
     mean_psnr,
     ort_runner,
-    ort_session,
     to_nchw,
 )
 from n2nkit.runtime.metadata import INPUT_NAME, ModelMetadata
@@ -296,7 +295,7 @@ def quantize_best(
         candidate = path.with_name(f".{path.stem}.{len(candidates)}{path.suffix}")
         quantize_int8(source, candidate, metadata, calibration, option, method, symmetric)
         candidates[(method, option)] = candidate
-        psnr[(method, option)] = mean_psnr(ort_runner(ort_session(candidate)), selection)
+        psnr[(method, option)] = mean_psnr(ort_runner(candidate), selection)
 
     try:
         for method in calibrations:

@@ -30,17 +30,16 @@ foreign engine with "rebuild it".
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from n2nkit.errors import MissingDependencyError, UserInputError
+from n2nkit.runtime.artifacts import write_sidecar
 from n2nkit.runtime.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
-from n2nkit.runtime.trt_backend import SIDECAR_FORMAT, cudart, sidecar_path, tensorrt_module
+from n2nkit.runtime.trt_backend import cudart, tensorrt_module
 
-SIDECAR_VERSION = 1
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -192,7 +191,7 @@ def build_engine(
     written atomically; the timing cache of this build's TF32 setting
     (:func:`timing_cache_for`) is read if present and rewritten with what this build learned.
     """
-    from n2nkit.training.checkpoint import atomic_write_bytes
+    from n2nkit.fileio import atomic_write_bytes
 
     if precision not in PRECISIONS:
         raise UserInputError(f"unknown TensorRT precision {precision!r}; choose {PRECISIONS}")
@@ -236,8 +235,6 @@ def build_engine(
     engine_bytes = bytes(memoryview(serialized))
 
     sidecar = {
-        "format": SIDECAR_FORMAT,
-        "format_version": SIDECAR_VERSION,
         "tensorrt_version": trt.__version__,
         **gpu_identity(),
         "precision": precision,
@@ -252,10 +249,9 @@ def build_engine(
         "metadata": metadata.to_props(),
         "source": Path(source).name,
     }
-    atomic_write_bytes(Path(path), lambda f: f.write(engine_bytes))
-    text = json.dumps(sidecar, indent=2, default=list).encode()
-    atomic_write_bytes(sidecar_path(path), lambda f: f.write(text))
+    atomic_write_bytes(Path(path), engine_bytes)
+    write_sidecar(path, sidecar)
     if timing_cache:
         learned = bytes(memoryview(config.get_timing_cache().serialize()))
-        atomic_write_bytes(Path(timing_cache), lambda f: f.write(learned))
+        atomic_write_bytes(Path(timing_cache), learned)
     return Path(path)

@@ -134,19 +134,12 @@ def torch_runner(model: Any) -> Runner:
     return run
 
 
-def ort_session(path: Path, threads: int | None = None) -> Any:
-    """A CPU onnxruntime session for an .onnx or .ort file."""
-    import onnxruntime as ort
+def ort_runner(path: Path, threads: int | None = None) -> Runner:
+    """Run an .onnx or .ort file the way apps will: through the runtime's onnxruntime CPU
+    backend (its input/output contract checked on load, every call validated)."""
+    from n2nkit.runtime.ort_backend import OrtBackend
 
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def ort_runner(session: Any) -> Runner:
-    return lambda x: session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    return OrtBackend(Path(path), device="cpu", threads=threads).infer
 
 
 def run_batched(run: Runner, x: Any, batch: int = 4) -> Any:
@@ -186,10 +179,10 @@ def mean_psnr(run: Runner, evalset: EvalSet) -> float:
     """Mean PSNR (dB) of the denoised validation crops against the clean ones, output clipped."""
     import numpy as np
 
-    from n2nkit.training.metrics import psnr_np
+    from n2nkit.psnr import psnr
 
     out = np.clip(run_batched(run, evalset.val_noisy), 0.0, 1.0)
-    return float(np.mean([psnr_np(o, c) for o, c in zip(out, evalset.val_clean, strict=True)]))
+    return float(np.mean([psnr(o, c) for o, c in zip(out, evalset.val_clean, strict=True)]))
 
 
 def check_onnx(path: Path, precision: str) -> ModelMetadata:
@@ -221,8 +214,3 @@ def check_onnx(path: Path, precision: str) -> ModelMetadata:
             f"{Path(path).name}: metadata says {meta.precision}, expected {precision}"
         )
     return meta
-
-
-def ort_metadata(session: Any, source: str) -> ModelMetadata:
-    """Metadata as the runtime sees it through onnxruntime (also works for .ort files)."""
-    return ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map, source=source)

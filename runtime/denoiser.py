@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from n2nkit.errors import MissingDependencyError, ModelFormatError, UnknownNameError, UserInputError
+from n2nkit.runtime.artifacts import ENGINE_PREFERENCE, MODEL_SUFFIXES, ONNX_PREFERENCE, scan
 from n2nkit.runtime.backend import BACKENDS, Backend
 from n2nkit.runtime.ensemble import EnsembleBackend
 from n2nkit.runtime.pixels import describe, fit_channels, from_planes, to_planes, unfit_channels
@@ -32,9 +33,6 @@ from n2nkit.runtime.tiling import pad_to, round_up, run_tiled
 
 DEFAULT_TILE = 1024  # sides above this are tiled: about 1 MP per call
 DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles, blended
-ENGINES = ("model.fp16.engine", "model.fp32.engine", "model.int8.engine")  # auto's preference
-ONNX_FILES = ("model.onnx", "model.ort")
-MODEL_SUFFIXES = (".onnx", ".ort", ".engine")
 
 
 def resolve_model_path(model: str | Path | None) -> Path:
@@ -64,8 +62,9 @@ def _candidates(path: Path, backend: str) -> list[tuple[str, Path]]:
     from n2nkit.runtime.ort_backend import cuda_provider_available
 
     if path.is_dir():
-        engines = [path / n for n in ENGINES if (path / n).is_file()]
-        onnx = next((path / n for n in ONNX_FILES if (path / n).is_file()), None)
+        found = scan(path)
+        engines = [found[k] for k in ENGINE_PREFERENCE if k in found]
+        onnx = next((found[k] for k in ONNX_PREFERENCE if k in found), None)
         if backend == "trt" and not engines:
             raise ModelFormatError(
                 f"{path} holds no TensorRT engine: build one with `n2nkit export --trt`"

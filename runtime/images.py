@@ -35,6 +35,7 @@ FORMATS = {
     ".bmp": "BMP",
 }
 READABLE = ("PNG", "JPEG", "TIFF", "WEBP", "BMP")
+IMAGE_SUFFIXES = tuple(FORMATS)  # the one list of image file suffixes (denoise, training)
 ORIENTATION = 0x0112  # EXIF tag
 _OPEN_LOCK = threading.Lock()  # guards Pillow's global decompression-bomb limit while opening
 _16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
@@ -303,3 +304,10 @@ def write_image(
         options["quality"] = quality
     _write_file(path, lambda f: image.save(f, format=fmt, **options))
     return notes
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files (by suffix, :data:`IMAGE_SUFFIXES`) directly inside ``folder``, by name."""
+    return sorted(
+        p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )

@@ -24,7 +24,6 @@ the handle's value, while its ``getPtr()`` is the address of the Python object's
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -32,37 +31,11 @@ from typing import Any
 import numpy as np
 
 from n2nkit.errors import BackendError, MissingDependencyError, ModelFormatError
+from n2nkit.runtime.artifacts import REBUILD, read_sidecar
 from n2nkit.runtime.backend import Backend
 from n2nkit.runtime.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
 
-SIDECAR_FORMAT = "n2nkit.tensorrt-engine"
 GPU_HINT = "install it with `pip install 'n2nkit[gpu]'` on a machine with an NVIDIA GPU and driver"
-REBUILD = "rebuild it on this machine with `n2nkit export --trt`"
-
-
-def sidecar_path(engine: Path) -> Path:
-    return Path(engine).with_name(Path(engine).name + ".json")
-
-
-def read_sidecar(engine: Path) -> dict[str, Any]:
-    """The JSON written beside an engine at build time, checked for the keys the runtime needs."""
-    path = sidecar_path(engine)
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelFormatError(
-            f"{Path(engine).name} has no sidecar {path.name} (TensorRT version, GPU, metadata): "
-            f"{REBUILD}"
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise ModelFormatError(f"{path.name} is not a readable engine sidecar: {exc}") from None
-    needed = ("tensorrt_version", "gpu", "compute_capability", "metadata")
-    if not isinstance(info, dict) or info.get("format") != SIDECAR_FORMAT:
-        raise ModelFormatError(f"{path.name} is not an n2nkit engine sidecar")
-    missing = [k for k in needed if k not in info]
-    if missing:
-        raise ModelFormatError(f"{path.name} lacks {', '.join(missing)}: {REBUILD}")
-    return info
 
 
 def check_compatible(info: dict[str, Any], tensorrt_version: str, gpu: str, capability: str,

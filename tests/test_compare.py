@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from n2nkit.bench.targets import TARGETS, select_targets
 from n2nkit.cli import app
 from n2nkit.errors import UnknownNameError
-from n2nkit.targets import TARGETS, select_targets
 
 runner = CliRunner()
 
@@ -103,7 +103,7 @@ def test_csv_has_one_line_per_measurement(report_dir: Path) -> None:
 def test_clip_noise_protocol_gives_8_bit_noisy_images(tmp_path: Path) -> None:
     import numpy as np
 
-    from n2nkit.compare import prepare_test_data
+    from n2nkit.bench.compare import prepare_test_data
 
     _, raw = prepare_test_data(["gaussian:25"], tmp_path / "raw.npz", clip=False)
     _, photo = prepare_test_data(["gaussian:25"], tmp_path / "photo.npz", clip=True)
@@ -114,8 +114,8 @@ def test_clip_noise_protocol_gives_8_bit_noisy_images(tmp_path: Path) -> None:
 
 
 def test_baseline_speed_finding_uses_the_fastest_target_within_the_psnr_budget() -> None:
-    from n2nkit.findings import _baseline_findings
-    from n2nkit.report import Report, Row
+    from n2nkit.bench.findings import _baseline_findings
+    from n2nkit.bench.report import Report, Row
 
     def row(model, target, group, ms, psnr, delta=0.0):
         return Row(model, target, group, "measured", psnr={"g": psnr},

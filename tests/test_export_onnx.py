@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from n2nkit.export.onnx_export import check_dynamic_resize, export_onnx, metadata_for
-from n2nkit.export.verify import TOLERANCES, check_onnx, ort_session, parity_sizes
+from n2nkit.export.verify import TOLERANCES, check_onnx, parity_sizes
 from n2nkit.runtime.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from n2nkit.runtime.ort_backend import OrtBackend
 from n2nkit.training.models import create_model, variant_names
 
 
@@ -31,7 +32,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[torch.
 @pytest.mark.parametrize("name", variant_names())
 def test_parity_with_pytorch_at_several_sizes(exported, name: str) -> None:
     model, path = exported[name]
-    session = ort_session(path)
+    session = OrtBackend(path).session
     sizes = parity_sizes(model.size_multiple, metadata_for(model, None).min_side)
     assert (64, 96) in sizes or model.size_multiple > 32  # the sizes, where they fit
     rng = np.random.default_rng(1)
@@ -55,7 +56,7 @@ def test_graph_is_dynamic_and_carries_metadata(exported, name: str) -> None:
     dims = [d.dim_param for d in proto.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", "", "height", "width"]
     # The runtime reads metadata through onnxruntime: same keys there.
-    props = ort_session(path).get_modelmeta().custom_metadata_map
+    props = OrtBackend(path).session.get_modelmeta().custom_metadata_map
     assert ModelMetadata.from_props(props).input_layout == "NCHW"
     assert props["n2nkit.value_range"] == "0,1" and props["n2nkit.precision"] == "fp32"
 

@@ -13,8 +13,9 @@ from typer.testing import CliRunner
 from n2nkit.cli import app
 from n2nkit.export.pipeline import Status, export_checkpoint
 from n2nkit.export.quantize_int8 import CALIBRATIONS, candidate_label
-from n2nkit.export.verify import Tolerance, ort_metadata, ort_session
+from n2nkit.export.verify import Tolerance
 from n2nkit.runtime.metadata import ModelMetadata
+from n2nkit.runtime.ort_backend import OrtBackend
 
 NOISE = "gaussian:25"
 
@@ -63,7 +64,7 @@ def test_int8_and_fp16_psnr_loss_within_budget(exported) -> None:
 def test_each_artifact_carries_its_metadata(exported, run_dir: Path) -> None:
     out, rows = exported
     for row in rows:
-        meta = ort_metadata(ort_session(row.path), row.name)  # what the runtime will read
+        meta = OrtBackend(row.path).metadata  # what the runtime will read
         assert (meta.variant, meta.size_multiple, meta.min_side) == ("n2n", 32, 32)
         assert meta.precision == row.precision and meta.noise == NOISE
         assert meta.val_psnr is not None and meta.version

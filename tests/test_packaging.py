@@ -44,6 +44,12 @@ def test_every_source_module_is_in_the_wheel(wheel_names: list[str]) -> None:
             assert f"{package}/{rel}" in wheel_names, f"{folder}/{rel} is missing from the wheel"
 
 
+def test_the_cli_and_bench_subpackages_are_in_the_wheel(wheel_names: list[str]) -> None:
+    for module in ("cli/__init__.py", "cli/console.py", "bench/__init__.py", "bench/compare.py",
+                   "runtime/artifacts.py", "pipeline_state.py"):  # fmt: skip
+        assert f"n2nkit/{module}" in wheel_names, module
+
+
 def test_only_the_n2nkit_namespace_is_installed(wheel_names: list[str]) -> None:
     top = {name.split("/")[0] for name in wheel_names if not name.endswith(".dist-info/")}
     top = {t for t in top if not t.endswith(".dist-info")}

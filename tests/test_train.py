@@ -86,9 +86,9 @@ def test_run_on_report_format_files(tmp_path: Path) -> None:
     assert ckpt["config"]["data"] == str(train_path)
 
 
-def test_target_clean_needs_clean_images(tmp_path: Path) -> None:
+def test_clean_supervision_needs_clean_images(tmp_path: Path) -> None:
     train_path, _ = _report_files(tmp_path)
-    config = TrainConfig(data=str(train_path), target="clean", epochs=1, out=tmp_path / "r")
+    config = TrainConfig(data=str(train_path), supervision="clean", epochs=1, out=tmp_path / "r")
     with pytest.raises(UserInputError, match="clean training images"):
         train(config, progress=False)
 

@@ -27,7 +27,7 @@ def test_help_lists_the_options() -> None:
         "--data",
         "--val-data",
         "--noise",
-        "--target",
+        "--supervision",
         "--budget",
         "--resume",
     ):
@@ -99,3 +99,16 @@ def test_user_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], messag
     assert message in text
     assert "Traceback" not in result.output
     assert text.startswith("error:") and text.count("error:") == 1  # one message only
+
+
+def test_target_is_a_deprecated_alias_of_supervision() -> None:
+    from n2nkit.training.config import TrainConfig
+
+    assert "--target" not in invoke("train", "--help").output  # hidden
+    result = invoke("train", "--target", "clean", "--variant", "nope")
+    assert "--target is deprecated" in result.output and result.exit_code == 2
+    assert TrainConfig(target="clean").supervision == "clean"
+    old = TrainConfig().to_dict()
+    old["target"] = old.pop("supervision")  # a checkpoint written before the rename
+    old["target"] = "clean"
+    assert TrainConfig.from_dict(old).supervision == "clean"

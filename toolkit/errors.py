@@ -39,11 +39,14 @@ class ModelFormatError(UserInputError):
     """A model file (ONNX, engine) whose inputs, outputs or metadata do not fit n2nkit."""
 
 
-def first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException, with_type: bool = False) -> str:
     """The first line of an exception's message (its type's name when it has none): third-party
-    errors often carry pages of detail, and a user gets one line."""
+    errors often carry pages of detail, and a user gets one line. ``with_type`` prefixes the
+    type's name (``RuntimeError: ...``), for rows that report any failure."""
     lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {lines[0]}" if with_type else lines[0]
 
 
 class MissingDependencyError(N2NError):

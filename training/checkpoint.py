@@ -23,6 +23,7 @@ from typing import Any
 
 from n2nkit.errors import CheckpointError, first_line
 from n2nkit.fileio import atomic_write
+from n2nkit.training.torchfile import load_weights_only
 
 FORMAT = "n2nkit.checkpoint"
 FORMAT_VERSION = 1
@@ -31,12 +32,59 @@ BEST_NAME = "best.pt"
 LAST_NAME = "last.pt"
 
 
-def atomic_write_bytes(path: Path, write: Any) -> Path:
-    """Call ``write(file_object)`` on a temporary file beside ``path``, then rename it in place.
+def versions() -> dict[str, str]:
+    """The package versions a checkpoint records (plain strings: safe for weights_only)."""
+    import platform
 
-    A crash or Ctrl-C leaves either the old file or the new one, never half of one.
-    """
-    return atomic_write(path, write)
+    import numpy as np
+    import torch
+
+    from n2nkit import __version__
+
+    return {
+        "n2nkit": __version__,
+        "torch": str(torch.__version__),  # a TorchVersion would not load with weights_only
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def build_payload(
+    model: Any,
+    config: Any,
+    *,
+    epoch: int,
+    metrics: dict[str, Any],
+    best_val_psnr: float,
+    noise: str,
+    resume_state: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """What :func:`save_checkpoint` writes and :func:`validate_checkpoint` checks: the model's
+    constructor arguments (export rebuilds the network from the file alone), its weights on the
+    CPU, the run's config and metrics; ``resume_state`` (optimizer, schedule, scaler, random
+    streams, history) only in ``last.pt``, so ``best.pt`` stays small."""
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": {
+            "variant": config.variant,
+            "kwargs": dict(config.variant_kwargs),
+            "size_multiple": model.size_multiple,
+        },
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "epoch": epoch,
+        "metrics": metrics,
+        "best_val_psnr": best_val_psnr,
+        "config": config.to_dict(),
+        "noise": noise,
+        "data": config.data,
+        "seed": config.seed,
+        "versions": versions(),
+        **extra,
+    }
+    payload.update(resume_state or {})
+    return payload
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
@@ -46,7 +94,7 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> Path:
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise ValueError(f"checkpoint payload lacks {missing}")
-    return atomic_write_bytes(Path(path), lambda f: torch.save(payload, f))
+    return atomic_write(Path(path), lambda f: torch.save(payload, f))
 
 
 def resolve_checkpoint(path: Path, prefer: str = BEST_NAME) -> Path:
@@ -64,10 +112,7 @@ def resolve_checkpoint(path: Path, prefer: str = BEST_NAME) -> Path:
 
 def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
     """Load and validate a checkpoint; any problem becomes one :class:`CheckpointError` line."""
-    import pickle
     import zipfile
-
-    import torch
 
     path = resolve_checkpoint(path)
     if path.stat().st_size == 0:
@@ -78,27 +123,9 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
             "(truncated, or another kind of file)"
         )
     check_archive(path)
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"{path} was refused: it holds {_refused_object(exc)} besides tensors and plain "
-            "data (nothing in it was executed)"
-        ) from None
-    except (
-        RuntimeError,
-        EOFError,
-        KeyError,
-        IndexError,
-        TypeError,
-        zipfile.BadZipFile,
-        OSError,
-        ValueError,
-    ) as exc:  # torch's legacy unpickler raises KeyError/IndexError on arbitrary bytes
-        first = first_line(exc)
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (truncated?): {first}"
-        ) from None
+    ckpt = load_weights_only(
+        path, CheckpointError, "is not a readable checkpoint (truncated?)", map_location
+    )
     validate_checkpoint(ckpt, path)
     return ckpt
 
@@ -118,14 +145,6 @@ def check_archive(path: Path) -> None:
             f"{path} is corrupt: {damaged} fails its CRC check (damaged bytes); use another "
             "checkpoint or retrain"
         )
-
-
-def _refused_object(exc: BaseException) -> str:
-    """What torch's safe unpickler refused, without its advice to load the file unsafely."""
-    import re
-
-    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-    return f"a Python object ({found.group(1)})" if found else "a pickled Python object"
 
 
 def validate_checkpoint(ckpt: Any, path: Path | str = "checkpoint") -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from n2nkit.errors import UnknownNameError, UserInputError
 
-TARGETS = ("noisy", "clean")
+SUPERVISIONS = ("noisy", "clean")  # Noise2Noise | Noise2Clean
 LOSSES = ("mse", "l1")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("step", "cosine")
@@ -34,13 +34,15 @@ class TrainConfig:
     ``epochs`` counts the run's total epochs;
     ``budget_s`` is the wall-clock limit of one invocation (training stops mid-epoch when it runs
     out, then validates and saves). ``out`` is accepted as an alias of ``out_dir``.
+    ``supervision`` is what the network learns to output: ``noisy`` (Noise2Noise, another noisy
+    draw) or ``clean`` (Noise2Clean); ``target`` is accepted as its old name, in saved configs too.
     """
 
     variant: str = "n2n"
     data: str = "builtin"
     val_data: str | None = None
     noise: str = "gaussian:25"
-    target: str = "noisy"
+    supervision: str = "noisy"
     loss: str = "mse"
     epochs: int | None = None
     budget_s: float | None = None
@@ -64,8 +66,11 @@ class TrainConfig:
     synthetic_fraction: float | None = None
     variant_kwargs: dict[str, Any] = field(default_factory=dict)
     out: InitVar[Path | None] = None
+    target: InitVar[str | None] = None  # the old name of ``supervision``
 
-    def __post_init__(self, out: Path | None) -> None:
+    def __post_init__(self, out: Path | None, target: str | None) -> None:
+        if target is not None:
+            self.supervision = target
         if out is not None:
             self.out_dir = Path(out)
         if self.out_dir is None:
@@ -82,8 +87,8 @@ class TrainConfig:
         if self.variant not in variant_names():
             raise UnknownNameError("model variant", self.variant, variant_names())
         parse_noise(self.noise)
-        if self.target not in TARGETS:
-            raise UnknownNameError("target", self.target, TARGETS)
+        if self.supervision not in SUPERVISIONS:
+            raise UnknownNameError("supervision", self.supervision, SUPERVISIONS)
         if self.loss not in LOSSES:
             raise UnknownNameError("loss", self.loss, LOSSES)
         if self.schedule not in SCHEDULES:
@@ -141,6 +146,8 @@ class TrainConfig:
         """Rebuild from :meth:`to_dict` output; unknown keys (newer n2nkit) are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
+        if "target" in d and "supervision" not in d:  # checkpoints written before the rename
+            kw["supervision"] = d["target"]
         if "betas" in kw:
             kw["betas"] = tuple(kw["betas"])
         return cls(**kw)

@@ -29,7 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from n2nkit.errors import DataError, UnknownNameError, UserInputError, first_line
+from n2nkit.errors import DataError, UnknownNameError, UserInputError
+from n2nkit.runtime.images import IMAGE_SUFFIXES, image_files
+from n2nkit.training.torchfile import load_weights_only
 
 BUILTIN_SPLITS: dict[str, tuple[str, ...]] = {
     "train": (
@@ -48,7 +50,6 @@ SKLEARN_IMAGES = ("china", "flower")
 # The ordinary photographs of the training split: their pixels colour the synthetic images.
 NATURAL_TRAIN = ("astronaut", "china", "motorcycle_left", "motorcycle_right")
 SYNTHETIC = "synthetic"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
 # --------------------------------------------------------------------------- built-in photos
@@ -89,23 +90,22 @@ def load_builtin_images(split: str) -> list[np.ndarray]:
 
 # --------------------------------------------------------------------------- image files
 def read_image(path: Path) -> np.ndarray:
-    """An image file as H×W×3 uint8 RGB (grey and alpha are converted)."""
-    from PIL import Image, UnidentifiedImageError
+    """An image file as H×W×3 uint8 RGB, read by the runtime's reader (EXIF orientation
+    applied, 16 bits scaled to 8, grey repeated to RGB, alpha dropped)."""
+    from n2nkit.runtime.images import read_image as read_image_file
 
+    if not Path(path).exists():
+        raise DataError(f"image not found: {path}")
     try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
-    except FileNotFoundError:
-        raise DataError(f"image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"{path} is not a readable image: {exc}") from None
-
-
-def image_files(folder: Path) -> list[Path]:
-    """Image files directly inside ``folder``, sorted by name."""
-    return sorted(
-        p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+        pixels = read_image_file(path).pixels
+    except UserInputError as exc:
+        raise DataError(str(exc)) from None
+    if pixels.dtype == np.uint16:
+        pixels = np.rint(pixels.astype(np.float32) * (255.0 / 65535.0)).astype(np.uint8)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    colour = pixels[..., :3] if pixels.shape[2] >= 3 else pixels[..., :1]  # alpha dropped
+    return np.ascontiguousarray(np.broadcast_to(colour, (*pixels.shape[:2], 3)))
 
 
 def load_image_folder(folder: Path) -> list[np.ndarray]:
@@ -147,8 +147,6 @@ def load_report_file(path: Path, role: str = "train") -> tuple[Any, Any]:
 
     Loaded with ``weights_only=True``: a pickle that would run code is refused, not executed.
     """
-    import pickle
-    import warnings
 
     import torch
 
@@ -156,19 +154,7 @@ def load_report_file(path: Path, role: str = "train") -> tuple[Any, Any]:
     names = ("noisy input", "second noisy") if role == "train" else ("noisy", "clean")
     if not path.is_file():
         raise DataError(f"{role} data file not found: {path}")
-    try:
-        with warnings.catch_warnings():  # a foreign pickle's protocol warning is noise here
-            warnings.simplefilter("ignore")
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = first_line(exc)
-        raise DataError(
-            f"{path} was refused: it holds objects other than tensors "
-            f"(read with weights_only=True, nothing was executed): {first}"
-        ) from None
-    except Exception as exc:  # text, images, truncated zips: the legacy reader fails many ways
-        first = first_line(exc)
-        raise DataError(f"{path} is not a torch tensor file: {first}") from None
+    obj = load_weights_only(path, DataError, "is not a torch tensor file")
     if not isinstance(obj, (tuple, list)) or len(obj) != 2:
         raise DataError(
             f"{path} must hold a tuple of two tensors ({names[0]}, {names[1]}), "

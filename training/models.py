@@ -313,6 +313,21 @@ def inception(**kw: Any) -> UNet:
 
 
 # --------------------------------------------------------------------------- accounting
+def parse_variants(spec: str, option: str = "--variant") -> list[str]:
+    """``n2n``, ``n2n,truncated`` or ``all`` -> registered variant names, in order, no repeats."""
+    from n2nkit.errors import UserInputError
+
+    if spec.strip() == "all":
+        return variant_names()
+    names = [v.strip() for v in spec.split(",") if v.strip()]
+    if not names:
+        raise UserInputError(f"{option} is empty; name a variant, a comma list, or all")
+    for name in names:
+        if name not in variant_names():
+            raise UnknownNameError("model variant", name, [*variant_names(), "all"])
+    return list(dict.fromkeys(names))
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -1,8 +1,10 @@
 """``train()``: the report's recipe, reading top to bottom.
 
-Sections: settle the config (fresh or resumed) -> device -> data on the device -> fixed
-validation set -> model, optimizer, schedule, mixed precision -> (resume state) -> epochs of
-batched steps, each followed by validation, a metrics line and checkpoints.
+``train()`` reads as three parts: setup (:func:`_setup`: config fresh or resumed, device, model,
+data on the device, fixed validation set, optimizer, schedule, mixed precision, resume state),
+the epoch loop (:func:`_train_epoch`: batched steps within the budget), and end-of-epoch
+bookkeeping (:func:`_end_of_epoch`: validation, a metrics line, checkpoints, whose payload is
+built in :mod:`.checkpoint`, where its format is validated).
 
 Design choices worth knowing:
 
@@ -32,9 +34,8 @@ from torch.nn import functional as F
 from n2nkit.errors import CheckpointError, TrainingDivergedError, UserInputError
 from n2nkit.training.checkpoint import (
     BEST_NAME,
-    FORMAT,
-    FORMAT_VERSION,
     LAST_NAME,
+    build_payload,
     load_checkpoint,
     save_checkpoint,
 )
@@ -95,21 +96,6 @@ def resolve_device(name: str) -> torch.device:
                 f"--device {name}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
             )
     return device
-
-
-def versions() -> dict[str, str]:
-    import platform
-
-    import numpy as np
-
-    from n2nkit import __version__
-
-    return {
-        "n2nkit": __version__,
-        "torch": str(torch.__version__),  # a TorchVersion would not load with weights_only
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -303,251 +289,274 @@ def settle_config(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | No
     return saved.validate(), ckpt
 
 
-# --------------------------------------------------------------------------- train
-def train(config: TrainConfig, progress: bool = True) -> TrainResult:
-    """Train one variant as ``config`` says; checkpoints and metrics land in ``config.out_dir``."""
-    # -- config: fresh, or the saved one when resuming --------------------------------------
-    config, resumed = settle_config(config)
-    spec = parse_noise(config.noise)
-    epochs = config.epochs
-    budget = config.budget_s
-    if epochs is None and budget is None:
-        epochs, budget = DEFAULT_EPOCHS, DEFAULT_BUDGET_S
-    run_dir = Path(config.out_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+# --------------------------------------------------------------------------- setup
+@dataclass
+class _Run:
+    """What setup builds and the epochs use: one run's objects and its counters."""
 
-    # -- device --------------------------------------------------------------------------
+    config: TrainConfig
+    spec: NoiseSpec
+    epochs: int | None
+    budget: float | None
+    run_dir: Path
+    device: torch.device
+    gen: torch.Generator
+    model: torch.nn.Module
+    bank: Any
+    val: ValSet
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    start_epoch: int = 0
+    best_psnr: float = -math.inf
+    history: list[dict[str, Any]] = field(default_factory=list)
+    elapsed_before: float = 0.0  # training time of earlier invocations (resume)
+    start: float = 0.0  # time.monotonic() when this invocation's first step began
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / BEST_NAME
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / LAST_NAME
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return _null()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def elapsed_total(self) -> float:
+        return self.elapsed_before + time.monotonic() - self.start
+
+    def save(self, path: Path, epoch: int, metrics: dict[str, Any], full: bool, **extra) -> None:
+        """best.pt (``full=False``) or last.pt with what resume needs (``full=True``)."""
+        resume_state = None
+        if full:
+            resume_state = {
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "data": self.gen.get_state(),
+                    "data_device": self.device.type,
+                },
+                "history": self.history,
+            }
+        payload = build_payload(
+            self.model, self.config, epoch=epoch, metrics=metrics, best_val_psnr=self.best_psnr,
+            noise=str(self.spec), resume_state=resume_state, **extra,
+        )  # fmt: skip
+        save_checkpoint(path, payload)
+
+
+def _setup_device(config: TrainConfig) -> tuple[torch.device, torch.Generator]:
     device = resolve_device(config.device)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
-    cuda = device.type == "cuda"
-    if cuda:
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed 32×32 shapes: pick the fastest kernels
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(config.seed)
-    gen = torch.Generator(device=device).manual_seed(config.seed)
+    return device, torch.Generator(device=device).manual_seed(config.seed)
 
-    # -- model ---------------------------------------------------------------------------
+
+def _setup_model(config: TrainConfig, device: torch.device, fresh: bool) -> torch.nn.Module:
     model = create_model(config.variant, **config.variant_kwargs)
     multiple = max(1, model.size_multiple)
     if config.crop % multiple:
         raise UserInputError(
             f"--crop {config.crop} is not a multiple of {config.variant}'s size multiple {multiple}"
         )
-    if config.init and resumed is None:
+    if config.init and fresh:
         _initialise(model, config)
-    model = model.to(device, memory_format=torch.channels_last).train()
+    return model.to(device, memory_format=torch.channels_last).train()
 
-    # -- data: uint8 images on the device, crops/augmentation/noise drawn there ------------
+
+def _setup(config: TrainConfig) -> _Run:
+    """Config (fresh or resumed), device, model, data, optimizer and schedule, resume state."""
+    config, resumed = settle_config(config)
+    spec = parse_noise(config.noise)
+    epochs, budget = config.epochs, config.budget_s
+    if epochs is None and budget is None:
+        epochs, budget = DEFAULT_EPOCHS, DEFAULT_BUDGET_S
+    run_dir = Path(config.out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    device, gen = _setup_device(config)
+    model = _setup_model(config, device, fresh=resumed is None)
+
+    # Data: uint8 images on the device; crops, augmentation and noise are drawn there.
     data = resolve_train_data(config.data)
-    if not data.clean and config.target == "clean":
+    if not data.clean and config.supervision == "clean":
         raise UserInputError(
-            "--target clean needs clean training images (builtin or a folder of photos); "
+            "--supervision clean needs clean training images (builtin or a folder of photos); "
             f"{data.source} holds noisy pairs"
         )
     bank = build_train_bank(data, config, device)
+    multiple = max(1, model.size_multiple)
     val = build_val_set(
         resolve_val_data(config.val_data), spec, config.crop, config.val_size, multiple, device
     )
 
-    # -- optimizer, schedule, mixed precision (the report's recipe) ------------------------
+    # The report's recipe. The cosine schedule sets the rate every step; StepLR (gamma 1) then
+    # only carries state.
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
-    cosine = config.schedule == "cosine"
-    # The cosine schedule sets the rate every step; StepLR (gamma 1) then only carries state.
-    gamma = 1.0 if cosine else config.lr_gamma
+    gamma = 1.0 if config.schedule == "cosine" else config.lr_gamma
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, config.lr_step, gamma)
     amp_dtype = autocast_dtype(config.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
-    criterion = F.mse_loss if config.loss == "mse" else F.l1_loss
+    run = _Run(config, spec, epochs, budget, run_dir, device, gen, model, bank, val, optimizer,
+               scheduler, scaler, amp_dtype)  # fmt: skip
 
-    def autocast():
-        if amp_dtype is None:
-            return _null()
-        return torch.autocast(device_type=device.type, dtype=amp_dtype)
-
-    # -- state: fresh or resumed ----------------------------------------------------------
-    start_epoch, best_psnr, history, elapsed_before = 0, -math.inf, [], 0.0
     if resumed is not None:
         model.load_state_dict(resumed["state_dict"])
         _restore(resumed, optimizer, scheduler, scaler, gen, device)
-        start_epoch = int(resumed["epoch"])
-        best_psnr = float(resumed.get("best_val_psnr", -math.inf))
-        history = list(resumed.get("history", []))
-        elapsed_before = float(resumed.get("elapsed_s", 0.0))
+        run.start_epoch = int(resumed["epoch"])
+        run.best_psnr = float(resumed.get("best_val_psnr", -math.inf))
+        run.history = list(resumed.get("history", []))
+        run.elapsed_before = float(resumed.get("elapsed_s", 0.0))
     else:
         for name in (BEST_NAME, LAST_NAME, METRICS_NAME):
             (run_dir / name).unlink(missing_ok=True)  # --overwrite: no stale files
-    best_path, last_path = run_dir / BEST_NAME, run_dir / LAST_NAME
+    return run
 
-    def payload(epoch: int, metrics: dict[str, Any], full: bool, **extra: Any) -> dict[str, Any]:
-        p: dict[str, Any] = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "model": {
-                "variant": config.variant,
-                "kwargs": dict(config.variant_kwargs),
-                "size_multiple": model.size_multiple,
-            },
-            "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-            "epoch": epoch,
-            "metrics": metrics,
-            "best_val_psnr": best_psnr,
-            "config": config.to_dict(),
-            "noise": str(spec),
-            "data": config.data,
-            "seed": config.seed,
-            "versions": versions(),
-            **extra,
-        }
-        if full:  # what resume needs; best.pt stays small
-            p.update(
-                optimizer=optimizer.state_dict(),
-                scheduler=scheduler.state_dict(),
-                scaler=scaler.state_dict(),
-                rng={
-                    "torch": torch.get_rng_state(),
-                    "data": gen.get_state(),
-                    "data_device": device.type,
-                },
-                history=history,
-            )
-        return p
 
-    # -- epochs ---------------------------------------------------------------------------
-    steps_per_epoch = math.ceil(config.epoch_size / config.batch_size)
-    epoch = start_epoch
-    stopped_by = "epochs"
-    start = time.monotonic()
-    total_epochs = epochs if epochs is not None else None
-    if total_epochs is not None and epoch >= total_epochs:
-        stopped_by = "epochs"  # nothing left to do; still report the run
+# --------------------------------------------------------------------------- train
+def train(config: TrainConfig, progress: bool = True) -> TrainResult:
+    """Train one variant as ``config`` says; checkpoints and metrics land in ``config.out_dir``."""
+    run = _setup(config)
+    epoch, stopped_by = run.start_epoch, "epochs"
+    run.start = time.monotonic()
     with _progress(progress) as bar:
         task = bar.add_task(
-            f"{config.variant}", total=1000, loss="-", psnr=f"{val.psnr_noisy:.2f} (noisy)"
+            run.config.variant, total=1000, loss="-", psnr=f"{run.val.psnr_noisy:.2f} (noisy)"
         )
         try:
-            while total_epochs is None or epoch < total_epochs:
-                epoch_start = time.monotonic()
-                running = torch.zeros((), device=device)
-                seen_steps, pairs = 0, 0
-                out_of_time = False
-                for step in range(steps_per_epoch):
-                    if cosine:
-                        run_progress = _progress_of_run(
-                            epoch + step / steps_per_epoch,
-                            total_epochs,
-                            elapsed_before,
-                            time.monotonic() - start,
-                            budget,
-                        )
-                        for group in optimizer.param_groups:
-                            group["lr"] = config.lr * cosine_factor(run_progress)
-                    n = min(config.batch_size, config.epoch_size - step * config.batch_size)
-                    inp, tgt = make_batch(bank, n, spec, config.target, gen)
-                    with autocast():
-                        out = model(inp)
-                    loss = criterion(out.float(), tgt)
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                    running += loss.detach()
-                    seen_steps += 1
-                    pairs += n
-                    if seen_steps % CHECK_EVERY == 0 or step == steps_per_epoch - 1:
-                        mean_loss = _check_loss(running, seen_steps, epoch, step, config)
-                        bar.update(task, loss=f"{mean_loss:.5f}")
-                    elapsed = time.monotonic() - start
-                    done = (epoch - start_epoch + (step + 1) / steps_per_epoch) / max(
-                        1, (total_epochs or 10**9) - start_epoch
-                    )
-                    if budget is not None:
-                        done = max(done, elapsed / budget)
-                        if elapsed >= budget:
-                            out_of_time = True
-                            break
-                    bar.update(task, completed=min(1000, int(1000 * done)))
-                mean_loss = _check_loss(running, seen_steps, epoch, seen_steps - 1, config)
-                train_s = time.monotonic() - epoch_start
+            while run.epochs is None or epoch < run.epochs:
+                stats = _train_epoch(run, epoch, bar, task)
                 epoch += 1
-                scheduler.step()
-
-                # validation, metrics line, checkpoints
-                scores = validation_scores(model, val)  # float32: what export will reproduce
-                val_psnr = float(scores.mean())
-                by_photo = per_photo(scores, val)
-                improved = val_psnr > best_psnr
-                best_psnr = max(best_psnr, val_psnr)
-                record = {
-                    "epoch": epoch,
-                    "train_loss": mean_loss,
-                    "val_psnr": val_psnr,
-                    "val_psnr_noisy": val.psnr_noisy,
-                    "val_psnr_by_photo": by_photo,
-                    "best_val_psnr": best_psnr,
-                    "lr": optimizer.param_groups[0]["lr"],
-                    "pairs": pairs,
-                    "train_s": train_s,
-                    "images_per_s": pairs / train_s if train_s > 0 else None,
-                    "epoch_s": time.monotonic() - epoch_start,
-                    "elapsed_s": elapsed_before + time.monotonic() - start,
-                    "device": str(device),
-                    "precision": str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32",
-                    "partial": out_of_time,
-                }
-                history.append(record)
-                with (run_dir / METRICS_NAME).open("a", encoding="utf-8") as f:
-                    f.write(json.dumps(record) + "\n")
-                metrics = {
-                    "val_psnr": val_psnr,
-                    "val_psnr_noisy": val.psnr_noisy,
-                    "train_loss": mean_loss,
-                }
-                elapsed_total = elapsed_before + time.monotonic() - start
-                save_checkpoint(last_path, payload(epoch, metrics, True, elapsed_s=elapsed_total))
-                if improved:
-                    save_checkpoint(best_path, payload(epoch, metrics, False))
-                bar.update(task, psnr=f"{val_psnr:.2f}", description=f"{config.variant} ep {epoch}")
-                if out_of_time:
+                run.scheduler.step()
+                val_psnr = _end_of_epoch(run, epoch, stats)
+                description = f"{run.config.variant} ep {epoch}"
+                bar.update(task, psnr=f"{val_psnr:.2f}", description=description)
+                if stats["partial"]:
                     stopped_by = "budget"
                     break
             bar.update(task, completed=1000)
         except KeyboardInterrupt:
             # Leave a resumable last.pt: weights as they are now, epoch = epochs completed.
-            last = history[-1] if history else {}
+            last = run.history[-1] if run.history else {}
             metrics = {k: last.get(k) for k in ("val_psnr", "val_psnr_noisy", "train_loss")}
-            save_checkpoint(
-                last_path,
-                payload(
-                    epoch,
-                    metrics,
-                    True,
-                    interrupted=True,
-                    elapsed_s=elapsed_before + time.monotonic() - start,
-                ),
-            )
+            run.save(run.last_path, epoch, metrics, True, interrupted=True,
+                     elapsed_s=run.elapsed_total())  # fmt: skip
             raise
 
-    if not best_path.exists():  # resumed a finished run without new epochs
-        save_checkpoint(best_path, payload(epoch, {"val_psnr": best_psnr}, False))
+    if not run.best_path.exists():  # resumed a finished run without new epochs
+        run.save(run.best_path, epoch, {"val_psnr": run.best_psnr}, False)
     return TrainResult(
-        run_dir=run_dir,
-        best_checkpoint=best_path,
-        last_checkpoint=last_path,
-        best_val_psnr=best_psnr,
-        val_psnr_noisy=val.psnr_noisy,
+        run_dir=run.run_dir,
+        best_checkpoint=run.best_path,
+        last_checkpoint=run.last_path,
+        best_val_psnr=run.best_psnr,
+        val_psnr_noisy=run.val.psnr_noisy,
         epochs_completed=epoch,
-        history=history,
+        history=run.history,
         stopped_by=stopped_by,
     )
 
 
+def _train_epoch(run: _Run, epoch: int, bar: Any, task: Any) -> dict[str, Any]:
+    """One epoch of batched steps; stops early when the budget runs out (``partial``)."""
+    config = run.config
+    criterion = F.mse_loss if config.loss == "mse" else F.l1_loss
+    steps_per_epoch = math.ceil(config.epoch_size / config.batch_size)
+    epoch_start = time.monotonic()
+    running = torch.zeros((), device=run.device)
+    seen_steps, pairs, out_of_time = 0, 0, False
+    for step in range(steps_per_epoch):
+        if config.schedule == "cosine":
+            elapsed = time.monotonic() - run.start
+            done = _progress_of_run(epoch + step / steps_per_epoch, run.epochs,
+                                    run.elapsed_before, elapsed, run.budget)  # fmt: skip
+            for group in run.optimizer.param_groups:
+                group["lr"] = config.lr * cosine_factor(done)
+        n = min(config.batch_size, config.epoch_size - step * config.batch_size)
+        inp, tgt = make_batch(run.bank, n, run.spec, config.supervision, run.gen)
+        with run.autocast():
+            out = run.model(inp)
+        loss = criterion(out.float(), tgt)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        running += loss.detach()
+        seen_steps += 1
+        pairs += n
+        if seen_steps % CHECK_EVERY == 0 or step == steps_per_epoch - 1:
+            bar.update(task, loss=f"{_check_loss(running, seen_steps, epoch, step, config):.5f}")
+        elapsed = time.monotonic() - run.start
+        span = max(1, (run.epochs or 10**9) - run.start_epoch)
+        done = (epoch - run.start_epoch + (step + 1) / steps_per_epoch) / span
+        if run.budget is not None:
+            done = max(done, elapsed / run.budget)
+            if elapsed >= run.budget:
+                out_of_time = True
+                break
+        bar.update(task, completed=min(1000, int(1000 * done)))
+    train_s = time.monotonic() - epoch_start
+    return {
+        "train_loss": _check_loss(running, seen_steps, epoch, seen_steps - 1, config),
+        "pairs": pairs,
+        "train_s": train_s,
+        "images_per_s": pairs / train_s if train_s > 0 else None,
+        "epoch_start": epoch_start,
+        "partial": out_of_time,
+    }
+
+
+def _end_of_epoch(run: _Run, epoch: int, stats: dict[str, Any]) -> float:
+    """Validation, the metrics line, last.pt (and best.pt when it improved); the val PSNR."""
+    scores = validation_scores(run.model, run.val)  # float32: what export will reproduce
+    val_psnr = float(scores.mean())
+    improved = val_psnr > run.best_psnr
+    run.best_psnr = max(run.best_psnr, val_psnr)
+    amp = run.amp_dtype
+    record = {
+        "epoch": epoch,
+        "train_loss": stats["train_loss"],
+        "val_psnr": val_psnr,
+        "val_psnr_noisy": run.val.psnr_noisy,
+        "val_psnr_by_photo": per_photo(scores, run.val),
+        "best_val_psnr": run.best_psnr,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "pairs": stats["pairs"],
+        "train_s": stats["train_s"],
+        "images_per_s": stats["images_per_s"],
+        "epoch_s": time.monotonic() - stats["epoch_start"],
+        "elapsed_s": run.elapsed_total(),
+        "device": str(run.device),
+        "precision": str(amp).removeprefix("torch.") if amp else "float32",
+        "partial": stats["partial"],
+    }
+    run.history.append(record)
+    with (run.run_dir / METRICS_NAME).open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+    metrics = {k: record[k] for k in ("val_psnr", "val_psnr_noisy", "train_loss")}
+    run.save(run.last_path, epoch, metrics, True, elapsed_s=run.elapsed_total())
+    if improved:
+        run.save(run.best_path, epoch, metrics, False)
+    return val_psnr
+
+
 # --------------------------------------------------------------------------- one batch
 def make_batch(
-    bank: CropBank, n: int, spec: NoiseSpec, target: str, gen: torch.Generator
+    bank: CropBank, n: int, spec: NoiseSpec, supervision: str, gen: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input, target) float batches, channels-last, on the bank's device."""
+    """(input, target) float batches, channels-last, on the bank's device; the target is
+    another noisy draw (``supervision="noisy"``) or the clean crop (``"clean"``)."""
     crops = bank.draw(n, gen)
     if len(crops) == 2:  # noisy pairs: swap input and target at random per sample
         a, b = to_float(crops[0], False), to_float(crops[1], False)
@@ -556,7 +565,7 @@ def make_batch(
     else:
         clean = to_float(crops[0], False)
         inp = quantize(spec.apply(clean, gen))
-        if target == "clean":
+        if supervision == "clean":
             tgt = clean
         else:
             tgt = spec.apply(clean, gen)

@@ -69,9 +69,9 @@ def compare(
     ] = False,
 ) -> None:
     """PSNR and latency of each model on each deployment target, with a report and a plot."""
-    from n2nkit.clitools import console
+    from n2nkit.bench.targets import TARGETS, select_targets
+    from n2nkit.cli.console import console
     from n2nkit.errors import UserInputError
-    from n2nkit.targets import TARGETS, select_targets
 
     if list_targets:
         _print_targets(console, TARGETS)
@@ -80,7 +80,7 @@ def compare(
         raise UserInputError("name at least one model: an export folder, a .onnx file or n2n")
     if budget < 0 or min_runs < 1 or warmup < 0:
         raise UserInputError("--budget must be >= 0, --min-runs >= 1 and --warmup >= 0")
-    from n2nkit.baselines import BASELINES
+    from n2nkit.bench.baselines import BASELINES
 
     baseline_names = [] if no_baselines else (baseline or [b.name for b in BASELINES])
     unknown = [b for b in baseline_names if b not in {x.name for x in BASELINES}]
@@ -116,10 +116,10 @@ def run_compare(
     clip_noise: bool = True,
 ) -> dict[str, Path]:
     """Shared by ``compare`` and ``pipeline``: measure with a spinner, print, write files."""
-    from n2nkit.clitools import console
-    from n2nkit.compare import compare as run
+    from n2nkit.bench.compare import compare as run
+    from n2nkit.bench.report import markdown, write_all
+    from n2nkit.cli.console import console
     from n2nkit.errors import UserInputError
-    from n2nkit.report import markdown, write_all
 
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {out} exists and is not a folder")
@@ -160,8 +160,8 @@ def _print_report(console, report) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from n2nkit.report import size_key
-    from n2nkit.targets import REFERENCE_SIZE
+    from n2nkit.bench.report import size_key
+    from n2nkit.bench.targets import REFERENCE_SIZE
 
     noise = report.protocol["noise"][0]
     ref = size_key(*REFERENCE_SIZE)

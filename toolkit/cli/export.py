@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -95,9 +95,7 @@ def export(
     Ends with a table: ✅ passed, ❎ exported but failed verification (deleted), ❌ export
     failed. Exits non-zero unless every artifact passed.
     """
-    from n2nkit.clitools import console
-    from n2nkit.errors import UnknownNameError, UserInputError, VerificationError
-    from n2nkit.export.pipeline import export_checkpoint
+    from n2nkit.errors import UnknownNameError, UserInputError
     from n2nkit.export.tensorrt_engine import DEFAULT_PROFILES, PRECISIONS, Profile
     from n2nkit.export.verify import TOLERANCES, Tolerance
 
@@ -111,31 +109,41 @@ def export(
             raise UnknownNameError("TensorRT precision", p, PRECISIONS)
     profiles = tuple(Profile.parse(p) for p in trt_profile) if trt_profile else DEFAULT_PROFILES
 
-    with console.status("exporting") as status:
-        rows = export_checkpoint(
-            checkpoint,
-            out,
-            int8=int8,
-            fp16=fp16,
-            ort=ort,
-            trt=trt,
-            opset=opset,
-            reduce_range=modes[reduce_range],
-            trt_precisions=tuple(trt_precision or PRECISIONS),
-            trt_profiles=profiles,
-            timing_cache=timing_cache,
-            tolerances={"int8": Tolerance(TOLERANCES["int8"].max_abs, int8_max_loss)},
-            seed=seed,
-            progress=lambda message: status.update(f"exporting {message}"),
-        )
+    run_export(
+        checkpoint,
+        out,
+        int8=int8,
+        fp16=fp16,
+        ort=ort,
+        trt=trt,
+        opset=opset,
+        reduce_range=modes[reduce_range],
+        trt_precisions=tuple(trt_precision or PRECISIONS),
+        trt_profiles=profiles,
+        timing_cache=timing_cache,
+        tolerances={"int8": Tolerance(TOLERANCES["int8"].max_abs, int8_max_loss)},
+        seed=seed,
+    )
 
+
+def run_export(checkpoint: Path, out: Path, label: str = "", **options: Any) -> list:
+    """:func:`~n2nkit.export.pipeline.export_checkpoint` under a status line, then its table;
+    :class:`~n2nkit.errors.VerificationError` naming the artifacts that did not pass."""
+    from n2nkit.cli.console import console
+    from n2nkit.errors import VerificationError
+    from n2nkit.export.pipeline import export_checkpoint
+
+    with console.status(f"exporting {label}".rstrip()) as status:
+        progress = lambda message: status.update(f"exporting {label}{message}")  # noqa: E731
+        rows = export_checkpoint(checkpoint, out, progress=progress, **options)
     print_results(rows, out)
     failed = [r for r in rows if not r.passed]
     if failed:
         raise VerificationError(
-            f"{len(failed)} of {len(rows)} artifacts did not pass: "
+            f"{label}{len(failed)} of {len(rows)} artifacts did not pass: "
             + ", ".join(f"{r.name} ({r.status.value})" for r in failed)
         )
+    return rows
 
 
 def print_results(rows: list, out: Path) -> None:
@@ -143,7 +151,7 @@ def print_results(rows: list, out: Path) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from n2nkit.clitools import console
+    from n2nkit.cli.console import console
 
     table = Table(title=f"n2nkit export -> {out}")
     table.add_column("", no_wrap=True)

@@ -12,7 +12,7 @@ ADVANCED = "Advanced"
 RECIPE = "Recipe"
 
 
-class Target(str, Enum):
+class Supervision(str, Enum):
     noisy = "noisy"
     clean = "clean"
 
@@ -20,21 +20,6 @@ class Target(str, Enum):
 class Loss(str, Enum):
     mse = "mse"
     l1 = "l1"
-
-
-def _variants(spec: str) -> list[str]:
-    from n2nkit.errors import UnknownNameError, UserInputError
-    from n2nkit.training.models import variant_names
-
-    if spec.strip() == "all":
-        return variant_names()
-    names = [v.strip() for v in spec.split(",") if v.strip()]
-    if not names:
-        raise UserInputError("--variant is empty; name a variant, a comma list, or all")
-    for name in names:
-        if name not in variant_names():
-            raise UnknownNameError("model variant", name, [*variant_names(), "all"])
-    return list(dict.fromkeys(names))
 
 
 def train(
@@ -63,9 +48,14 @@ def train(
             "bernoulli:0.5, impulse:0.3, text:0.2, pixelate:4."
         ),
     ] = "gaussian:25",
+    supervision: Annotated[
+        Supervision,
+        typer.Option(help="noisy = Noise2Noise; clean = Noise2Clean on the same data."),
+    ] = Supervision.noisy,
     target: Annotated[
-        Target, typer.Option(help="noisy = Noise2Noise; clean = Noise2Clean on the same data.")
-    ] = Target.noisy,
+        Supervision | None,
+        typer.Option("--target", hidden=True, help="Deprecated: the old name of --supervision."),
+    ] = None,
     epochs: Annotated[
         int | None, typer.Option(help="Total epochs (default: 25 or 10 minutes, first reached).")
     ] = None,
@@ -178,11 +168,17 @@ def train(
     """Train a denoiser (Noise2Noise by default); best.pt, last.pt and metrics.jsonl per run."""
     from rich.table import Table
 
-    from n2nkit.clitools import console
+    from n2nkit.cli.console import console
     from n2nkit.training.config import TrainConfig, parse_duration
+    from n2nkit.training.models import parse_variants
     from n2nkit.training.recipes import recipe_settings, training_device_type
 
-    names = _variants(variant)
+    if target is not None:
+        from n2nkit.cli.console import print_note
+
+        print_note("--target is deprecated: use --supervision (same values)")
+        supervision = target
+    names = parse_variants(variant)
     settings = recipe_settings(
         recipe,
         training_device_type(device),
@@ -205,7 +201,7 @@ def train(
                 data=data,
                 val_data=val_data,
                 noise=noise,
-                target=target.value,
+                supervision=supervision.value,
                 loss=loss.value,
                 epochs=epochs,
                 budget_s=budget_s,

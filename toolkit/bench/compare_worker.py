@@ -1,6 +1,6 @@
 """Measure one artifact on one target, in its own process.
 
-``n2nkit compare`` runs this as ``python -m n2nkit.compare_worker JOB.json`` for every
+``n2nkit compare`` runs this as ``python -m n2nkit.bench.compare_worker JOB.json`` for every
 model × target, so each measurement gets a clean process: the peak resident memory it reports
 belongs to that deployment alone, thread settings cannot leak between targets, and the worker
 imports only numpy and ``n2nkit.runtime``, as an app that embeds the runtime would.
@@ -27,11 +27,6 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def _psnr(clean: np.ndarray, estimate: np.ndarray) -> float:
-    mse = float(np.mean((np.clip(estimate, 0.0, 1.0) - clean) ** 2, dtype=np.float64))
-    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
-
-
 def _tile_to(image: np.ndarray, h: int, w: int) -> np.ndarray:
     """Real image content at any size (never zeros: they can time faster than real data)."""
     reps = (-(-h // image.shape[0]), -(-w // image.shape[1]), 1)
@@ -53,7 +48,8 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _measure(denoiser: Any, job: dict[str, Any]) -> dict[str, Any]:
-    from n2nkit.timing import measure_latency
+    from n2nkit.bench.timing import measure_latency, summarize
+    from n2nkit.psnr import psnr as image_psnr
 
     data = np.load(job["data"])
     count = sum(1 for k in data.files if k.startswith("clean_"))
@@ -67,20 +63,14 @@ def _measure(denoiser: Any, job: dict[str, Any]) -> dict[str, Any]:
             t0 = time.perf_counter()
             out = denoiser(noisy)
             per_image_ms.append((time.perf_counter() - t0) * 1e3)
-            values.append(_psnr(clean[i], out))
+            values.append(image_psnr(clean[i], np.clip(out, 0.0, 1.0)))
         psnr[noise] = float(np.mean(values))
 
     latency: dict[str, dict[str, float]] = {}
     if per_image_ms:
         pixels = np.mean([c.shape[0] * c.shape[1] for c in clean])
-        ms = float(np.median(per_image_ms))
-        latency["per-image"] = {
-            "p50_ms": ms,
-            "p90_ms": float(np.percentile(per_image_ms, 90)),
-            "p99_ms": float(np.percentile(per_image_ms, 99)),
-            "runs": len(per_image_ms),
-            "mpx_per_s": pixels / 1e6 / (ms / 1e3),
-        }
+        stats = summarize(per_image_ms)
+        latency["per-image"] = {**stats.as_dict(), "mpx_per_s": pixels / 1e6 / (stats.p50_ms / 1e3)}
     source = data["noisy_0_0"] if "noisy_0_0" in data.files else clean[0]
     for h, w, n in job["sizes"]:
         image = _tile_to(source, h, w)

@@ -16,7 +16,7 @@ def models(
     """List the model variants with parameters and multiply-accumulates per image."""
     from rich.table import Table
 
-    from n2nkit.clitools import console
+    from n2nkit.cli.console import console
     from n2nkit.training.models import describe_variants
 
     check_size(size)

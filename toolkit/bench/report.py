@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from n2nkit.bench.targets import REFERENCE_SIZE
 from n2nkit.fileio import atomic_write, atomic_write_text
-from n2nkit.targets import REFERENCE_SIZE
 
 
 @dataclass
@@ -28,7 +28,6 @@ class Row:
     backend: str = ""
     threads: int | None = None
     size_mb: float | None = None
-    parameters: int | None = None
     psnr: dict[str, float] = field(default_factory=dict)  # noise spec -> mean dB
     psnr_delta: dict[str, float] = field(default_factory=dict)  # vs the model's FP32 ONNX
     latency: dict[str, dict[str, float]] = field(default_factory=dict)  # "HxWxN" -> stats

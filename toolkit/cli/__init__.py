@@ -1,17 +1,21 @@
-"""The ``n2nkit`` command line: composes one module per command."""
+"""The ``n2nkit`` command line: composes one module per command (:mod:`n2nkit.cli.train`, ...).
+
+Each command module imports only typer at module level, so ``n2nkit --help`` never loads torch;
+:mod:`n2nkit.cli.console` holds the consoles and the one-line error guard they share.
+"""
 
 from __future__ import annotations
 
 import typer
 
 from n2nkit import __version__
-from n2nkit.clitools import guard
-from n2nkit.commands import compare as compare_cmd
-from n2nkit.commands import denoise as denoise_cmd
-from n2nkit.commands import export as export_cmd
-from n2nkit.commands import models as models_cmd
-from n2nkit.commands import pipeline as pipeline_cmd
-from n2nkit.commands import train as train_cmd
+from n2nkit.cli import compare as compare_cmd
+from n2nkit.cli import denoise as denoise_cmd
+from n2nkit.cli import export as export_cmd
+from n2nkit.cli import models as models_cmd
+from n2nkit.cli import pipeline as pipeline_cmd
+from n2nkit.cli import train as train_cmd
+from n2nkit.cli.console import guard
 
 app = typer.Typer(
     name="n2nkit",

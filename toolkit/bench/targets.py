@@ -1,8 +1,9 @@
 """Deployment targets that ``n2nkit compare`` measures: backend + artifact + threads + sizes.
 
-Each target names the artifact it needs from an export folder (``fp32``, ``fp16``, ``int8``,
-``ort``, ``trt-fp32``, ``trt-fp16``), so a target whose artifact or backend is missing is
-reported as skipped with the reason, never dropped.
+Each target names the artifact kind it needs from an export folder (``fp32``, ``fp16``,
+``int8``, ``ort``, ``trt-fp32``, ``trt-fp16``: :data:`n2nkit.runtime.artifacts.KINDS`), so a
+target whose artifact or backend is missing is reported as skipped with the reason, never
+dropped.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from n2nkit.errors import UnknownNameError
+from n2nkit.runtime.artifacts import BY_KIND
 
 # (height, width, batch). Whole photos on desktops; phone-camera tiles and frames, and the
 # report's own 32×32 batch-400 workload, on mobile-like targets.
@@ -27,6 +29,10 @@ class Target:
     threads: int | None  # None: all cores (CPU) or n/a (GPU)
     sizes: tuple[tuple[int, int, int], ...]
     description: str
+
+    def __post_init__(self) -> None:
+        if self.artifact not in BY_KIND:  # a typo here would skip the target forever
+            raise ValueError(f"target {self.name}: unknown artifact kind {self.artifact!r}")
 
 
 TARGETS: tuple[Target, ...] = (

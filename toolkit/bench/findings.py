@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from n2nkit.compare import ModelEntry
-    from n2nkit.report import Report, Row
+    from n2nkit.bench.compare import ModelEntry
+    from n2nkit.bench.report import Report, Row
 
 
 def _find(rows: list[Row], model: str, target: str) -> Row | None:

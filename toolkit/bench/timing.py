@@ -46,12 +46,17 @@ def measure_latency(
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
-    arr = np.asarray(times)
+    return summarize(times, warmup)
+
+
+def summarize(times_ms: list[float], warmup: int = 0) -> Latency:
+    """Percentiles of call times already measured (ms), e.g. one call per test image."""
+    arr = np.asarray(times_ms)
     return Latency(
         p50_ms=float(np.percentile(arr, 50)),
         p90_ms=float(np.percentile(arr, 90)),
         p99_ms=float(np.percentile(arr, 99)),
         mean_ms=float(arr.mean()),
-        runs=len(times),
+        runs=len(times_ms),
         warmup=warmup,
     )

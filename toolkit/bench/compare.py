@@ -1,6 +1,6 @@
 """``n2nkit compare``: how much quality and speed each model keeps on each deployment target.
 
-For every model × target, a fresh worker process (:mod:`n2nkit.compare_worker`) loads the
+For every model × target, a fresh worker process (:mod:`n2nkit.bench.compare_worker`) loads the
 target's artifact through the runtime, denoises the test images (PSNR), and times the target's
 input sizes (latency percentiles, megapixels/s, peak memory). Targets whose backend or artifact
 is missing stay in the report as skipped, with the reason. Classical baselines run in this
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from n2nkit.bench.report import Report, Row
+from n2nkit.bench.targets import REFERENCE_SIZE, Target
 from n2nkit.errors import UserInputError
-from n2nkit.report import Report, Row
-from n2nkit.targets import REFERENCE_SIZE, Target
 
 NOISE_PROTOCOLS = {
     False: "noise drawn once with a fixed seed and left unclipped in float (every method gets "
@@ -41,51 +41,43 @@ class ModelEntry:
     label: str
     variant: str
     artifacts: dict[str, Path] = field(default_factory=dict)
-    parameters: int | None = None
 
 
 def _artifact_kind(path: Path) -> tuple[str, str] | None:
-    """(kind, variant) of an artifact file from its n2nkit metadata; None if not one of ours."""
+    """(kind, variant) of an artifact file from its n2nkit metadata, read the way the runtime
+    reads it (engine sidecar, onnxruntime backend); None if it is not one of ours."""
     from n2nkit.errors import N2NError
+    from n2nkit.runtime.artifacts import format_of, kind_key, read_sidecar
+    from n2nkit.runtime.metadata import ModelMetadata
 
-    if path.suffix == ".engine":
-        sidecar = path.with_name(path.name + ".json")  # model.fp16.engine.json
-        try:
-            info = json.loads(sidecar.read_text())
-        except (OSError, ValueError):
-            return None
-        props = info.get("metadata", info)
-        precision = info.get("precision") or props.get("n2nkit.precision", "fp32")
-        return f"trt-{precision}", props.get("n2nkit.variant", "")
-    if path.suffix not in (".onnx", ".ort"):
+    fmt = format_of(path)
+    if fmt is None:
         return None
     try:
-        import onnxruntime as ort
+        if fmt == "tensorrt":
+            props = read_sidecar(path)["metadata"]
+            meta = ModelMetadata.from_props(props, source=path.name)
+        else:
+            from n2nkit.runtime.ort_backend import OrtBackend
 
-        from n2nkit.runtime.metadata import ModelMetadata
-
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        meta = ModelMetadata.from_props(session.get_modelmeta().custom_metadata_map, str(path))
-    except (N2NError, ImportError, RuntimeError, ValueError, OSError):
+            with OrtBackend(path, device="cpu") as backend:
+                meta = backend.metadata
+    except N2NError:
         return None
-    if path.suffix == ".ort":  # ORT format: "ort" is the FP32 one, "ort-int8" the INT8 one
-        return ("ort" if meta.precision == "fp32" else f"ort-{meta.precision}"), meta.variant
-    kind = meta.precision
-    return kind, meta.variant
+    return kind_key(fmt, meta.precision), meta.variant
 
 
 def resolve_model(spec: str) -> ModelEntry:
     """An export folder, a single .onnx file, or the name of a shipped model (``n2n``)."""
+    from n2nkit.runtime.artifacts import scan
+
     path = Path(spec)
     if path.is_dir():
-        entry = ModelEntry(label=path.name, variant="")
-        for file in sorted(path.iterdir()):
-            found = _artifact_kind(file)
-            if found and found[0] not in entry.artifacts:
-                entry.artifacts[found[0]] = file
-                entry.variant = entry.variant or found[1]
+        entry = ModelEntry(label=path.name, variant="", artifacts=scan(path))
         if not entry.artifacts:
             raise UserInputError(f"{path} holds no n2nkit artifacts (run `n2nkit export` first)")
+        found = _artifact_kind(next(iter(entry.artifacts.values())))
+        entry.variant = found[1] if found else ""
         return entry
     if path.is_file():
         found = _artifact_kind(path)
@@ -144,7 +136,7 @@ def run_worker(job: dict, timeout_s: float = 1800) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"] or os.cpu_count() or 1)}
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "n2nkit.compare_worker", job_path],
+            [sys.executable, "-m", "n2nkit.bench.compare_worker", job_path],
             capture_output=True,
             text=True,
             timeout=timeout_s,
@@ -162,7 +154,9 @@ def run_worker(job: dict, timeout_s: float = 1800) -> dict:
 
 
 def measure_baselines(noises: list[str], data: Path, names: list[str]) -> list[Row]:
-    from n2nkit.baselines import BASELINES, sigma_of
+    from n2nkit.bench.baselines import BASELINES, sigma_of
+    from n2nkit.bench.timing import summarize
+    from n2nkit.psnr import psnr
 
     rows = []
     arrays = np.load(data)
@@ -190,17 +184,11 @@ def measure_baselines(noises: list[str], data: Path, names: list[str]) -> list[R
                 out = baseline.run(noisy, sigma_of(noise))
                 times.append((time.perf_counter() - t0) * 1e3)
                 pixels += clean.shape[0] * clean.shape[1]
-                mse = float(np.mean((np.clip(out, 0, 1) - clean) ** 2, dtype=np.float64))
-                values.append(10 * np.log10(1.0 / mse))
+                values.append(psnr(clean, np.clip(out, 0, 1)))
             row.psnr[noise] = float(np.mean(values))
-        ms = float(np.median(times))
-        row.latency["per-image"] = {
-            "p50_ms": ms,
-            "p90_ms": float(np.percentile(times, 90)),
-            "p99_ms": float(np.percentile(times, 99)),
-            "runs": len(times),
-            "mpx_per_s": pixels / len(times) / 1e6 / (ms / 1e3),
-        }
+        stats = summarize(times)
+        mpx_per_s = pixels / len(times) / 1e6 / (stats.p50_ms / 1e3)
+        row.latency["per-image"] = {**stats.as_dict(), "mpx_per_s": mpx_per_s}
         rows.append(row)
     return rows
 
@@ -287,7 +275,7 @@ def compare(
         },
         rows=rows,
     )
-    from n2nkit.findings import findings
+    from n2nkit.bench.findings import findings
 
     report.findings = findings(report, entries)
     return report

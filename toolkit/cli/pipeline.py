@@ -1,19 +1,18 @@
 """``n2nkit pipeline``: the main job end to end: train, export, compare, report.
 
-Each step records its completion in ``OUT/pipeline.json``; running the command again skips
-finished steps and resumes an interrupted training run, so nothing already paid for is redone.
+Each step records its completion in ``OUT/pipeline.json`` (:mod:`n2nkit.pipeline_state`);
+running the command again skips finished steps and resumes an interrupted training run, so
+nothing already paid for is redone.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 ADVANCED = "Advanced"
-STATE_NAME = "pipeline.json"
 
 
 def pipeline(
@@ -79,36 +78,22 @@ def pipeline(
     ] = None,
 ) -> None:
     """Train, export (INT8/FP16/ORT, TensorRT if possible) and compare: the main job, end to end."""
-    import shutil
-
-    from n2nkit.clitools import console
+    from n2nkit.bench.targets import select_targets
+    from n2nkit.cli.console import console
     from n2nkit.errors import UserInputError
+    from n2nkit.pipeline_state import PipelineState, clear
     from n2nkit.training.config import TrainConfig, parse_duration
-    from n2nkit.training.models import variant_names
+    from n2nkit.training.models import parse_variants
 
-    names = [v.strip() for v in variants.split(",") if v.strip()]
-    unknown = [v for v in names if v not in variant_names()]
-    if not names or unknown:
-        from n2nkit.errors import UnknownNameError
-
-        raise UnknownNameError("model variant", (unknown or [""])[0], variant_names())
+    names = parse_variants(variants, "--variants")
     budget_s = parse_duration(budget)
     if out.exists() and not out.is_dir():
         raise UserInputError(f"--out {out} exists and is not a folder")
     if fresh and out.exists():
-        for sub in ("runs", "artifacts", "report", STATE_NAME):
-            target = out / sub
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        clear(out)
     out.mkdir(parents=True, exist_ok=True)
-    from rich.markup import escape
-
-    from n2nkit.targets import select_targets
-
-    select_targets(target)  # an unknown target fails now, not after training
-    state = _load_state(out)
+    targets = select_targets(target)  # an unknown target fails now, not after training
+    state = PipelineState(out)
     batch = batch_size or _default_batch(device)
     configs = {  # validated before the first minute of training
         name: TrainConfig(variant=name, noise=noise, budget_s=budget_s, device=device,
@@ -117,53 +102,53 @@ def pipeline(
         for name in names
     }  # fmt: skip
 
-    # 1. train --------------------------------------------------------------------------
-    for name, config in configs.items():
-        key = f"train:{name}"
-        if state.get(key) == "done":
-            console.print(f"[dim]train {name}: done in an earlier run, skipped[/]")
-            continue
-        resuming = key in state
-        state[key] = "started"  # an interrupted run resumes from its last.pt next time
-        _save_state(out, state)
-        _train(config, resuming)
-        state[key] = "done"
-        _save_state(out, state)
-
-    # 2. export -------------------------------------------------------------------------
-    trt_reason = _tensorrt_missing() if trt else "--no-trt"
-    for name in names:
-        key = f"export:{name}"
-        if state.get(key) == "done":
-            console.print(f"[dim]export {name}: done in an earlier run, skipped[/]")
-            continue
-        _export(out / "runs" / name, out / "artifacts" / name, trt=trt_reason is None)
-        state[key] = "done"
-        _save_state(out, state)
-    if trt_reason:
-        console.print(f"TensorRT engines skipped: {escape(trt_reason)}")
-
+    _train_step(state, configs)
+    _export_step(state, out, names, trt)
     # 3. compare ------------------------------------------------------------------------
-    from n2nkit.commands.compare import run_compare
+    from n2nkit.cli.compare import run_compare
 
     models = [str(out / "artifacts" / name) for name in names]
     if shipped:
         from n2nkit.runtime.shipped import shipped_model_names
 
         models += shipped_model_names()
-    run_compare(
-        models,
-        out / "report",
-        select_targets(target),
-        [noise],
-        ["nlm", "bm3d"],
-        budget=compare_budget,
-        min_runs=compare_runs,
-        warmup=1,
-    )
-    state["compare"] = "done"
-    _save_state(out, state)
+    run_compare(models, out / "report", targets, [noise], ["nlm", "bm3d"],
+                budget=compare_budget, min_runs=compare_runs, warmup=1)  # fmt: skip
+    state.mark("compare", "done")
     console.print(f"[bold]pipeline finished[/]: report in {out / 'report' / 'report.md'}")
+
+
+def _train_step(state, configs: dict) -> None:
+    """1. train every variant not done yet; an interrupted one resumes from its last.pt."""
+    from n2nkit.cli.console import console
+
+    for name, config in configs.items():
+        key = f"train:{name}"
+        if state.done(key):
+            console.print(f"[dim]train {name}: done in an earlier run, skipped[/]")
+            continue
+        resuming = state.started(key)
+        state.mark(key, "started")
+        _train(config, resuming)
+        state.mark(key, "done")
+
+
+def _export_step(state, out: Path, names: list[str], trt: bool) -> None:
+    """2. export every trained variant not exported yet (engines when TensorRT is here)."""
+    from rich.markup import escape
+
+    from n2nkit.cli.console import console
+
+    trt_reason = _tensorrt_missing() if trt else "--no-trt"
+    for name in names:
+        key = f"export:{name}"
+        if state.done(key):
+            console.print(f"[dim]export {name}: done in an earlier run, skipped[/]")
+            continue
+        _export(out / "runs" / name, out / "artifacts" / name, trt=trt_reason is None)
+        state.mark(key, "done")
+    if trt_reason:
+        console.print(f"TensorRT engines skipped: {escape(trt_reason)}")
 
 
 def _default_batch(device: str) -> int:
@@ -179,7 +164,7 @@ def _train(config, resuming: bool) -> None:
     """Train (or finish an interrupted run) within what is left of the budget."""
     import dataclasses
 
-    from n2nkit.clitools import console
+    from n2nkit.cli.console import console
     from n2nkit.training.checkpoint import LAST_NAME, load_checkpoint
     from n2nkit.training.trainer import train
 
@@ -204,26 +189,11 @@ def _train(config, resuming: bool) -> None:
 
 
 def _export(run_dir: Path, out_dir: Path, trt: bool) -> None:
-    from n2nkit.clitools import console
-    from n2nkit.commands.export import print_results
-    from n2nkit.errors import VerificationError
-    from n2nkit.export.pipeline import export_checkpoint
+    from n2nkit.cli.console import console
+    from n2nkit.cli.export import run_export
 
     console.print(f"[bold]export {run_dir.name}[/] → {out_dir}")
-    with console.status("exporting…") as status:
-        results = export_checkpoint(
-            run_dir,
-            out_dir,
-            int8=True,
-            fp16=True,
-            ort=True,
-            trt=trt,
-            progress=lambda msg: status.update(f"exporting {run_dir.name}: {msg}"),
-        )
-    print_results(results, out_dir)
-    failed = [r.name for r in results if not r.passed]
-    if failed:
-        raise VerificationError(f"export of {run_dir.name} failed for: {', '.join(failed)}")
+    run_export(run_dir, out_dir, f"{run_dir.name}: ", int8=True, fp16=True, ort=True, trt=trt)
 
 
 def _tensorrt_missing() -> str | None:
@@ -235,20 +205,3 @@ def _tensorrt_missing() -> str | None:
     except MissingDependencyError as exc:
         return str(exc)
     return None
-
-
-def _load_state(out: Path) -> dict[str, str]:
-    path = out / STATE_NAME
-    if not path.exists():
-        return {}
-    try:
-        state = json.loads(path.read_text())
-    except ValueError:
-        return {}
-    return state if isinstance(state, dict) else {}
-
-
-def _save_state(out: Path, state: dict[str, str]) -> None:
-    from n2nkit.fileio import atomic_write_text
-
-    atomic_write_text(out / STATE_NAME, json.dumps(state, indent=2) + "\n")

@@ -29,12 +29,6 @@ class Job:
     target: Path
 
 
-def _image_files(folder: Path) -> list[Path]:
-    from n2nkit.runtime.images import FORMATS
-
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FORMATS)
-
-
 def plan_jobs(
     inputs: list[Path], out: Path | None, fmt: str | None, overwrite: bool
 ) -> tuple[list[Job], bool]:
@@ -44,7 +38,7 @@ def plan_jobs(
     with ``--out`` every path given is an input.
     """
     from n2nkit.errors import UserInputError
-    from n2nkit.runtime.images import FORMATS, output_format
+    from n2nkit.runtime.images import FORMATS, image_files, output_format
 
     if out is None:
         if len(inputs) != 2:
@@ -57,7 +51,7 @@ def plan_jobs(
     sources: list[Path] = []
     for item in inputs:
         if item.is_dir():
-            found = _image_files(item)
+            found = image_files(item)
             if not found:
                 raise UserInputError(f"{item} holds no images ({', '.join(sorted(FORMATS))})")
             sources += found
@@ -170,7 +164,7 @@ def denoise(
     ] = None,
 ) -> None:
     """Denoise images with a trained model (the shipped n2n unless --model says otherwise)."""
-    from n2nkit.clitools import console, print_note
+    from n2nkit.cli.console import console, print_note
     from n2nkit.errors import UserInputError
     from n2nkit.runtime import Denoiser
 
@@ -206,7 +200,7 @@ def _run(jobs: list[Job], denoiser, quality: int, max_pixels: int | None, progre
         TimeRemainingColumn,
     )
 
-    from n2nkit.clitools import console, print_error, print_note
+    from n2nkit.cli.console import console, print_error, print_note
     from n2nkit.errors import N2NError
     from n2nkit.runtime.images import read_image, write_image
 
