@@ -49,6 +49,13 @@ from n2nkit.training.data import (
 from n2nkit.training.gpu_batches import CropBank, to_float
 from n2nkit.training.metrics import psnr
 from n2nkit.training.models import create_model
+from n2nkit.training.neighbor import (
+    NEIGHBOR,
+    check_crop,
+    neighbor_loss,
+    resolve_pairs,
+    trained_noise_range,
+)
 from n2nkit.training.noise import NoiseSpec, parse_noise, quantize
 from n2nkit.training.synthetic import MixedBank, SyntheticBank, palette_from_images
 
@@ -316,6 +323,8 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         raise UserInputError(
             f"--crop {config.crop} is not a multiple of {config.variant}'s size multiple {multiple}"
         )
+    if config.pairs == NEIGHBOR:
+        check_crop(config.crop, multiple, config.variant)
     if config.init and resumed is None:
         _initialise(model, config)
     model = model.to(device, memory_format=torch.channels_last).train()
@@ -327,6 +336,8 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
             "--target clean needs clean training images (builtin or a folder of photos); "
             f"{data.source} holds noisy pairs"
         )
+    config.pairs = resolve_pairs(config, data)
+    noise_range = trained_noise_range(config, data)  # in checkpoints; export writes it to metadata
     bank = build_train_bank(data, config, device)
     val = build_val_set(
         resolve_val_data(config.val_data), spec, config.crop, config.val_size, multiple, device
@@ -376,6 +387,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
             "best_val_psnr": best_psnr,
             "config": config.to_dict(),
             "noise": str(spec),
+            "noise_range": noise_range,
             "data": config.data,
             "seed": config.seed,
             "versions": versions(),
@@ -425,10 +437,21 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
                         for group in optimizer.param_groups:
                             group["lr"] = config.lr * cosine_factor(run_progress)
                     n = min(config.batch_size, config.epoch_size - step * config.batch_size)
-                    inp, tgt = make_batch(bank, n, spec, config.target, gen)
-                    with autocast():
-                        out = model(inp)
-                    loss = criterion(out.float(), tgt)
+                    if config.pairs == NEIGHBOR:  # the pair comes from one noisy crop
+                        at = _progress_of_run(
+                            epoch + step / steps_per_epoch,
+                            total_epochs,
+                            elapsed_before,
+                            time.monotonic() - start,
+                            budget,
+                        )
+                        crops = bank.draw(n, gen)[0]
+                        loss = neighbor_loss(model, crops, gen, at, autocast, criterion)
+                    else:
+                        inp, tgt = make_batch(bank, n, spec, config.target, gen)
+                        with autocast():
+                            out = model(inp)
+                        loss = criterion(out.float(), tgt)
                     optimizer.zero_grad(set_to_none=True)
                     scaler.scale(loss).backward()
                     scaler.step(optimizer)

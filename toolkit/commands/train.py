@@ -17,6 +17,12 @@ class Target(str, Enum):
     clean = "clean"
 
 
+class Pairs(str, Enum):
+    synthetic = "synthetic"
+    files = "files"
+    neighbor = "neighbor"
+
+
 class Loss(str, Enum):
     mse = "mse"
     l1 = "l1"
@@ -63,6 +69,15 @@ def train(
             "bernoulli:0.5, impulse:0.3, text:0.2, pixelate:4."
         ),
     ] = "gaussian:25",
+    pairs: Annotated[
+        Pairs | None,
+        typer.Option(
+            help="How training pairs are made: synthetic (--noise added to clean photos), files "
+            "(two noisy folders or a .pt file), neighbor (sub-sampled from single noisy photos; "
+            "--noise then only sets the validation noise). Default: from --data.",
+            show_default=False,
+        ),
+    ] = None,
     target: Annotated[
         Target, typer.Option(help="noisy = Noise2Noise; clean = Noise2Clean on the same data.")
     ] = Target.noisy,
@@ -193,6 +208,7 @@ def train(
                 init=str(init) if init else None,
                 schedule=schedule,
                 synthetic_fraction=synthetic_fraction,
+                pairs=pairs.value if pairs else None,
             ).validate()
         )
     from n2nkit.training.trainer import train as run_training
