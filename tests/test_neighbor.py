@@ -14,7 +14,7 @@ from n2nkit.cli import app
 from n2nkit.training.neighbor import neighbor_subimages, regularised_loss, subsample
 
 SIGMA = 25
-TINY = ["--epoch-size", "480", "--batch-size", "16", "--val-size", "32", "--threads", "2"]
+TINY = ["--epoch-size", "320", "--batch-size", "16", "--val-size", "16", "--threads", "2"]
 TINY += ["--no-progress", "--variant", "truncated", "--residual", "--crop", "32"]
 
 
@@ -83,12 +83,12 @@ def test_neighbor_run_records_its_pairs_and_improves_on_its_noisy_input(tmp_path
 def test_neighbor_fine_tunes_from_init(tmp_path: Path) -> None:
     data = _noisy_folder(tmp_path / "noisy", 50)
     base = tmp_path / "base"
-    first = invoke("train", "--epochs", "1", "--out", str(base), *TINY)  # synthetic pairs
+    first = invoke("train", "--epochs", "1", "--out", str(base), *TINY, "--epoch-size", "64")
     assert first.exit_code == 0, first.output
     tuned = tmp_path / "tuned"
     result = invoke("train", "--data", str(data), "--pairs", "neighbor", "--epochs", "1",
                     "--init", str(base / "best.pt"), "--noise", "gaussian:50",
-                    "--out", str(tuned), *TINY)  # fmt: skip
+                    "--out", str(tuned), *TINY, "--epoch-size", "64")  # fmt: skip
     assert result.exit_code == 0, result.output
     ckpt = torch.load(tuned / "best.pt", weights_only=True)
     assert ckpt["config"]["pairs"] == "neighbor" and ckpt["config"]["init"]
@@ -100,8 +100,8 @@ def test_neighbor_fine_tunes_from_init(tmp_path: Path) -> None:
     [
         (["--variant", "truncated", "--crop", "24"], "multiple of 16"),
         (["--variant", "n2n", "--crop", "32"], "multiple of 64"),
-        (["--data", "builtin"], "folder of noisy photos"),
-        (["--synthetic-fraction", "0.5"], "--synthetic-fraction"),
+        (["--variant", "truncated", "--data", "builtin"], "folder of noisy photos"),
+        (["--variant", "truncated", "--synthetic-fraction", "0.5"], "--synthetic-fraction"),
     ],
 )
 def test_neighbor_refuses_what_cannot_work_in_one_line(
