@@ -82,8 +82,10 @@ def test_neighbor_run_records_its_pairs_and_improves_on_its_noisy_input(tmp_path
 
 def test_neighbor_fine_tunes_from_init(tmp_path: Path) -> None:
     data = _noisy_folder(tmp_path / "noisy", 50)
+    clean = _noisy_folder(tmp_path / "clean", 0)
     base = tmp_path / "base"
-    first = invoke("train", "--epochs", "1", "--out", str(base), *TINY, "--epoch-size", "64")
+    first = invoke("train", "--data", str(clean), "--epochs", "1", "--out", str(base),
+                   *TINY, "--epoch-size", "64")  # fmt: skip
     assert first.exit_code == 0, first.output
     tuned = tmp_path / "tuned"
     result = invoke("train", "--data", str(data), "--pairs", "neighbor", "--epochs", "1",

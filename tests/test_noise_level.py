@@ -76,3 +76,14 @@ def test_denoise_notes_noise_outside_the_trained_range(
     assert len(lines) == (1 if noted else 0), result.output
     if noted:
         assert "photo.png: estimated noise σ≈" in lines[0] and "--pairs neighbor" in lines[0]
+
+
+def test_export_writes_the_checkpoints_range_and_the_runtime_reads_it() -> None:
+    from n2nkit.export.onnx_export import metadata_for
+    from n2nkit.runtime.metadata import ModelMetadata
+    from n2nkit.training.models import create_model
+
+    ckpt = {"noise_range": [60.9, 65.4], "config": {"noise": "gaussian:60"}}
+    props = metadata_for(create_model("truncated"), ckpt).to_props()
+    assert props["n2nkit.noise_range"] == "60.9-65.4"
+    assert ModelMetadata.from_props(props).sigma_range() == (60.9, 65.4)
