@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                     meta = denoiser.metadata
                     ph, pw = round_up(h, meta.size_multiple), round_up(w, meta.size_multiple)
                     stats = measure_latency(lambda d=denoiser, x=image: d(x), budget_s=args.budget)
+                    denoiser.close()  # TensorRT: free this engine's GPU memory before the next
                     work = 2 * macs(meta.variant, ph, pw) / 1e9
                     row = {"backend": backend, "threads": t, "h": h, "w": w, "tile": tile,
                            "ms": stats.p50_ms, "runs": stats.runs,

@@ -12,7 +12,11 @@ Artifacts (names in ``out_dir``)::
     model.fp16.onnx       --fp16 (float32 inputs/outputs)
     model.ort, model.int8.ort                     --ort: FP32 and INT8 in ORT format
     model.<prec>.engine (+ .engine.json sidecar)  --trt: fp32, fp16, int8
-    tensorrt.timing.cache                         --trt: reused by later builds
+    tensorrt.timing.cache (+ .no-tf32 for FP32)   --trt: reused by later builds
+
+Engines are strongly typed, so each is built from an ONNX model of its precision: FP32 from
+``model.onnx``, FP16 from the FP16 model, INT8 from a *symmetric* QDQ model (INT8, zero points 0)
+made for the engine in the scratch folder; ``model.int8.onnx`` keeps what measures best on the CPU.
 """
 
 from __future__ import annotations
@@ -85,6 +89,7 @@ class _Context:
     tolerances: dict[str, verify.Tolerance]
     rows: list[ArtifactResult] = field(default_factory=list)
     fp32_psnr: float | None = None
+    seed: int = 0
 
 
 def _first_line(exc: BaseException) -> str:
@@ -228,6 +233,7 @@ def export_model(
         torch_outputs=[torch_run(x) for x in evalset.parity],
         torch_psnr=verify.mean_psnr(torch_run, evalset),
         tolerances={**verify.TOLERANCES, **(tolerances or {})},
+        seed=seed,
     )
     try:
         say("model.onnx")
@@ -239,7 +245,7 @@ def export_model(
             lambda p: export_onnx(model, p, metadata, opset),
             _onnx_runner("fp32"),
         )
-        wants_int8 = int8 or (trt and "int8" in trt_precisions)
+        wants_int8 = int8  # the INT8 engine has its own (symmetric) QDQ model
         wanted = [("model.int8.onnx", "int8")] * wants_int8 + [("model.fp16.onnx", "fp16")] * fp16
         if not fp32.passed:
             for name, precision in wanted:
@@ -326,19 +332,56 @@ def _export_engines(
 ) -> None:
     import dataclasses
 
+    from n2nkit.export.fp16 import convert_fp16
+    from n2nkit.export.quantize_int8 import calibration_batches, quantize_best, selection_set
     from n2nkit.export.tensorrt_engine import build_engine
     from n2nkit.runtime.denoiser import Denoiser
     from n2nkit.runtime.trt_backend import TrtBackend, sidecar_path
 
+    opened: list[TrtBackend] = []
+
     def engine_runner(path: Path) -> verify.Runner:
         # Through the runtime, as apps will run it; the Denoiser splits batches that exceed
-        # the engine's optimisation profiles.
-        return Denoiser(TrtBackend(path)).denoise_planes
+        # the engine's optimisation profiles. Closed (device memory freed) once verified.
+        backend = TrtBackend(path)
+        opened.append(backend)
+        return Denoiser(backend).denoise_planes
+
+    fp32 = onnx_rows["fp32"]
+    noise = ctx.metadata.noise or DEFAULT_NOISE
+
+    def typed_source(precision: str) -> tuple[Path, dict[str, Any]]:
+        """The ONNX model a strongly typed ``precision`` engine is built from (+ details)."""
+        if precision == "fp32":
+            return fp32.path, {}
+        if precision == "fp16":
+            row = onnx_rows.get("fp16")
+            if row is not None and row.passed:
+                return row.path, {}
+            staged = ctx.stage / ".engine-source.fp16.onnx"
+            return convert_fp16(fp32.path, staged, ctx.metadata), {}
+        staged = ctx.stage / ".engine-source.int8-symmetric.onnx"
+        meta = ctx.metadata
+        choice = quantize_best(
+            fp32.path,
+            staged,
+            meta,
+            calibration_batches(noise, meta.size_multiple, seed=ctx.seed),
+            selection_set(meta, noise, ctx.seed),
+            reduce_range=False,
+            symmetric=True,
+        )
+        return staged, {"calibration": choice.calibration, "quantized_ops": choice.ops}
+
+    def make_engine(path: Path, precision: str, meta: ModelMetadata) -> dict[str, Any]:
+        source, details = typed_source(precision)
+        build_engine(source, path, precision, meta, tuple(profiles), cache)
+        return details
 
     cache = Path(timing_cache) if timing_cache else ctx.out_dir / TIMING_CACHE
     for precision in precisions:
         name = f"model.{precision}.engine"
-        source = onnx_rows["int8" if precision == "int8" else "fp32"]
+        source = fp32
         if not source.passed:
             ctx.rows.append(
                 ArtifactResult(
@@ -352,18 +395,20 @@ def _export_engines(
             continue
         say(f"{name} (TensorRT build)")
         meta = dataclasses.replace(ctx.metadata, precision=precision)
-        _produce(
-            ctx,
-            name,
-            "tensorrt",
-            precision,
-            lambda p, s=source.path, m=meta, q=precision: build_engine(
-                s, p, q, m, tuple(profiles), cache
-            ),
-            engine_runner,
-            sidecars=(sidecar_path(Path(name)).name,),
-            reference_psnr=ctx.fp32_psnr,
-        )
+        try:
+            _produce(
+                ctx,
+                name,
+                "tensorrt",
+                precision,
+                lambda p, m=meta, q=precision: make_engine(p, q, m),
+                engine_runner,
+                sidecars=(sidecar_path(Path(name)).name,),
+                reference_psnr=ctx.fp32_psnr,
+            )
+        finally:
+            while opened:
+                opened.pop().close()
 
 
 def export_checkpoint(checkpoint: Path, out_dir: Path, **options: Any) -> list[ArtifactResult]:

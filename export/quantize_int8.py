@@ -147,6 +147,39 @@ def quantized_ops(model: Any) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
+def qdq_zero_points(model: Any) -> dict[str, Any]:
+    """Zero point of every QuantizeLinear/DequantizeLinear node, by node name: numpy arrays
+    read from the initializers (a Q/DQ without one has the implicit UINT8 zero point 0)."""
+    import numpy as np
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    points: dict[str, Any] = {}
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        name = node.input[2] if len(node.input) > 2 else ""
+        points[node.name] = (
+            numpy_helper.to_array(inits[name]) if name in inits else np.zeros((), np.uint8)
+        )
+    return points
+
+
+def tensorrt_qdq_problems(model: Any) -> list[str]:
+    """What keeps TensorRT's ONNX parser from taking this QDQ model: Q/DQ zero points that are
+    not INT8 or not 0 (onnx-tensorrt operators.md, QuantizeLinear/DequantizeLinear). Empty when
+    it is fine."""
+    import numpy as np
+
+    problems = []
+    for node, point in qdq_zero_points(model).items():
+        if point.dtype != np.int8:
+            problems.append(f"{node}: zero point is {point.dtype}")
+        elif np.any(point != 0):
+            problems.append(f"{node}: zero point {int(point.flat[np.flatnonzero(point)[0]])}")
+    return problems
+
+
 def output_head(model: Any) -> list[str]:
     """Names of the nodes that make the output, kept in float: the last convolution (3
     channels out, under 1 % of the work) and, for a residual network, the Add of the input.
@@ -167,6 +200,22 @@ def output_head(model: Any) -> list[str]:
     return head
 
 
+def _with_symmetry(options: dict[str, Any], symmetric: bool) -> dict[str, Any]:
+    """``options`` plus onnxruntime's switches for zero points of 0 on both activations and
+    weights (``extra_options`` ActivationSymmetric / WeightSymmetric). Biases stay float:
+    TensorRT's DequantizeLinear takes INT8 (or FP8) only, not the INT32 of a quantized bias,
+    and TensorRT folds the float bias into its INT8 convolution itself."""
+    if not symmetric:
+        return options
+    extra = {
+        **options.get("extra_options", {}),
+        "ActivationSymmetric": True,
+        "WeightSymmetric": True,
+        "QuantizeBias": False,
+    }
+    return {**options, "extra_options": extra}
+
+
 def quantize_int8(
     source: Path,
     path: Path,
@@ -174,8 +223,15 @@ def quantize_int8(
     calibration: list[Any],
     reduce_range: bool = False,
     method: str = "percentile:99.9",
+    symmetric: bool = False,
 ) -> Path:
-    """Quantize ``source`` into ``path`` (atomic), metadata precision ``int8``."""
+    """Quantize ``source`` into ``path`` (atomic), metadata precision ``int8``.
+
+    ``symmetric`` makes the model a TensorRT engine is built from: INT8 activations and weights,
+    every zero point 0, which is all TensorRT's ONNX parser accepts for QuantizeLinear
+    (onnx-tensorrt operators.md). The CPU artifact keeps UINT8 activations (asymmetric), whose
+    zero point spends all 256 codes on a LeakyReLU's mostly positive range.
+    """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -194,10 +250,10 @@ def quantize_int8(
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             reduce_range=reduce_range,
-            activation_type=QuantType.QUInt8,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             nodes_to_exclude=excluded,
-            **calibration_options(method),
+            **_with_symmetry(calibration_options(method), symmetric),
         )
         model = onnx.load(str(quant))
         extra = {
@@ -205,6 +261,7 @@ def quantize_int8(
             "int8_reduce_range": str(reduce_range).lower(),
             "int8_calibration": f"{method},{sum(len(b) for b in calibration)} crops",
             "int8_float_nodes": ",".join(excluded),
+            "int8_symmetric": str(symmetric).lower(),
         }
         set_metadata(model, dataclasses.replace(metadata, precision="int8", extra=extra))
         save_onnx(model, path)
@@ -221,11 +278,13 @@ def quantize_best(
     selection: EvalSet,
     reduce_range: bool | None = None,
     calibrations: Sequence[str] = CALIBRATIONS,
+    symmetric: bool = False,
 ) -> Int8Choice:
     """Build candidates and keep the one with the highest PSNR on ``selection``.
 
     Every calibration is tried with ``reduce_range`` as given (False when None); when None,
-    the winner is also tried with 7-bit weights.
+    the winner is also tried with 7-bit weights. ``symmetric`` builds the TensorRT-bound model
+    (see :func:`quantize_int8`); onnxruntime on the CPU runs it too, so it is chosen the same way.
     """
     import onnx
 
@@ -235,7 +294,7 @@ def quantize_best(
 
     def build(method: str, option: bool) -> None:
         candidate = path.with_name(f".{path.stem}.{len(candidates)}{path.suffix}")
-        quantize_int8(source, candidate, metadata, calibration, option, method)
+        quantize_int8(source, candidate, metadata, calibration, option, method, symmetric)
         candidates[(method, option)] = candidate
         psnr[(method, option)] = mean_psnr(ort_runner(ort_session(candidate)), selection)
 

@@ -64,6 +64,7 @@ class Backend(ABC):
                 f"{self.path.name} returned shape {out.shape} for input {x.shape}: not a "
                 "denoiser that keeps the image size"
             )
+        check_finite(out, self.path.name)
         return out
 
     @abstractmethod
@@ -81,3 +82,16 @@ class Backend(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.path.name!r}, {self.metadata.variant})"
+
+
+def check_finite(out: np.ndarray, source: str) -> None:
+    """Refuse NaN or infinite outputs, which would be written as black or white pixels.
+
+    The float64 sum is NaN or infinite exactly when some value is (outputs lie near [0, 1], so
+    the sum cannot overflow), and costs no image-sized temporary array.
+    """
+    if not np.isfinite(np.sum(out, dtype=np.float64)):
+        raise ModelFormatError(
+            f"{source} produced NaN or infinite values (a broken export or a diverged model): "
+            "nothing was written"
+        )

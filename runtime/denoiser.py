@@ -9,9 +9,11 @@
 ``backend="auto"`` prefers a TensorRT engine, then onnxruntime on CUDA, then on the CPU, and
 keeps in :attr:`Denoiser.notes` why it passed over the ones it did not take. Images are padded
 by reflection to the model's size multiple and cropped back; an image whose side exceeds
-``tile`` is processed in overlapping tiles blended together (see :mod:`.tiling`), so memory
-stays bounded by the tile size. A ``Denoiser`` keeps no per-call state: calling it from several
-threads is safe.
+``tile`` is processed in overlapping tiles blended together (see :mod:`.tiling`), read from
+and written into the caller's array one band of tiles at a time (see :mod:`.streaming`), so
+memory beyond the input and output stays bounded by the tile size. A ``Denoiser`` keeps no
+per-call state: calling it from several threads is safe; after :meth:`Denoiser.close` a call
+is a clear error.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ import numpy as np
 
 from n2nkit.errors import MissingDependencyError, ModelFormatError, UnknownNameError, UserInputError
 from n2nkit.runtime.backend import BACKENDS, Backend
+from n2nkit.runtime.ensemble import EnsembleBackend
 from n2nkit.runtime.pixels import describe, fit_channels, from_planes, to_planes, unfit_channels
+from n2nkit.runtime.streaming import denoise_streamed, padded_size
 from n2nkit.runtime.tiling import pad_to, round_up, run_tiled
 
 DEFAULT_TILE = 1024  # sides above this are tiled: about 1 MP per call
@@ -131,8 +135,11 @@ class Denoiser:
         tile: int | None = None,
         overlap: int | None = None,
         notes: list[str] | None = None,
+        ensemble: bool = False,
     ) -> None:
-        self._backend = backend
+        self.ensemble = bool(ensemble)
+        self._backend = EnsembleBackend(backend) if ensemble else backend
+        self._closed = False
         self.notes = list(notes or [])
         meta = backend.metadata
         m = max(meta.size_multiple, 1)
@@ -158,12 +165,15 @@ class Denoiser:
         threads: int | None = None,
         tile: int | None = None,
         overlap: int | None = None,
+        ensemble: bool = False,
     ) -> Denoiser:
         """Load ``model`` (a .onnx/.ort/.engine file, an export folder, a shipped model's name,
         or None for the shipped ``n2n``) on ``backend``: auto, ort-cpu, ort-cuda or trt.
 
         ``threads`` sets onnxruntime's CPU threads (None: all cores). ``tile`` is the largest
         side run in one piece (default 1024); ``overlap`` the pixels tiles share (default 64).
+        ``ensemble`` is the quality mode: the mean of the model over the 8 flips/rotations of
+        every tile, for 8× the time (gain and cost measured in docs/runtime.md).
         Raises :class:`~n2nkit.errors.MissingDependencyError` (naming the extra to install)
         when the backend's package is missing, :class:`~n2nkit.errors.ModelFormatError` for a
         model that does not fit the runtime.
@@ -173,7 +183,7 @@ class Denoiser:
         path = resolve_model_path(model)
         opened, notes = open_backend(path, backend, threads)
         try:
-            return cls(opened, tile=tile, overlap=overlap, notes=notes)
+            return cls(opened, tile=tile, overlap=overlap, notes=notes, ensemble=ensemble)
         except Exception:
             opened.close()
             raise
@@ -198,19 +208,32 @@ class Denoiser:
         """Denoise one H×W or H×W×C image (C = 1, 2, 3 or 4; alpha passes through)."""
         image = np.asarray(image)
         layout = describe(image)
+        if self._needs_tiles(layout):  # tile by tile, no float copy of the whole image
+            return denoise_streamed(image, layout, self._live_backend(), self.tile, self.overlap)
         planes, alpha = to_planes(image[None], layout)
         return from_planes(self.denoise_planes(planes), alpha, layout)
+
+    def _needs_tiles(self, layout) -> bool:
+        """Whether an image of ``layout`` goes through the model in tiles (see denoise_planes)."""
+        height, width = padded_size(layout, self._live_backend())
+        return max(height, width) > self.tile or not self._backend.fits(1, height, width)
 
     def batch(self, images: np.ndarray) -> np.ndarray:
         """Denoise N images of one size (N×H×W or N×H×W×C); same shape and dtype back."""
         images = np.asarray(images)
         layout = describe(images, batched=True)
+        one = describe(images[0])
+        if self._needs_tiles(one):  # large images: one at a time, tile by tile
+            backend, out = self._live_backend(), np.empty_like(images)
+            for i, image in enumerate(images):
+                out[i] = denoise_streamed(image, one, backend, self.tile, self.overlap)
+            return out
         planes, alpha = to_planes(images, layout)
         return from_planes(self.denoise_planes(planes), alpha, layout)
 
     def denoise_planes(self, planes: np.ndarray) -> np.ndarray:
         """float32 N×C×H×W in [0, 1] (C = 1 or 3), any H and W -> the same, denoised."""
-        meta = self._backend.metadata
+        meta = self._live_backend().metadata
         x, fit = fit_channels(np.asarray(planes, dtype=np.float32), meta.channels)
         n, _, h, w = x.shape
         m = max(meta.size_multiple, 1)
@@ -242,7 +265,18 @@ class Denoiser:
 
     # -------------------------------------------------------------------- lifetime
     def close(self) -> None:
-        self._backend.close()
+        """Release the backend; calling the Denoiser afterwards is a clear error."""
+        if not self._closed:
+            self._closed = True
+            self._backend.close()
+
+    def _live_backend(self) -> Backend:
+        if self._closed:
+            raise UserInputError(
+                f"this Denoiser ({self.path.name}) was closed: load the model again with "
+                "Denoiser.load()"
+            )
+        return self._backend
 
     def __enter__(self) -> Denoiser:
         return self

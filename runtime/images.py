@@ -6,6 +6,11 @@ applied, and the ICC profile and EXIF travel to the output. Anything wrong with 
 empty, not an image, truncated, over the decompression-bomb limit) is one
 :class:`~n2nkit.errors.UserInputError` line. Writing picks the format from the extension, is
 atomic, and lists what a format could not hold (alpha in JPEG, 16 bits in WebP).
+
+TIFF goes through :mod:`.tiff` (tifffile): 16-bit colour is kept, layouts n2nkit cannot write
+back (CMYK, several extra samples) are refused, and a TIFF's own tags never travel as "EXIF".
+An unreadable EXIF orientation is ignored with a note; animated files and multi-page TIFFs
+say that only the first frame is denoised; warnings Pillow raises while reading become notes.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from n2nkit.errors import UserInputError, first_line
-from n2nkit.runtime import png16
+from n2nkit.runtime import png16, tiff
 
 FORMATS = {
     ".png": "PNG",
@@ -135,8 +140,6 @@ def _pixels(image, path: Path) -> tuple[np.ndarray, list[str]]:
 
 def read_image(path: Path, max_pixels: int | None = None) -> ImageFile:
     """Read ``path`` as described in the module docstring; one clear error if it cannot be."""
-    from PIL import UnidentifiedImageError
-
     path = Path(path)
     if not path.exists():
         raise UserInputError(f"input not found: {path}")
@@ -145,16 +148,40 @@ def read_image(path: Path, max_pixels: int | None = None) -> ImageFile:
     if path.stat().st_size == 0:
         raise UserInputError(f"{path} is empty (0 bytes)")
     limit = default_max_pixels() if max_pixels is None else int(max_pixels)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if tiff.is_tiff(path):
+            found = tiff.read_tiff(path, limit)
+            if found.pixels is not None:
+                notes = found.notes
+                orientation = _orientation(found.orientation, notes)
+                pixels = apply_orientation(found.pixels, orientation)
+                loaded = ImageFile(pixels, "TIFF", found.mode, found.icc_profile, None, notes)
+            else:  # a compression only Pillow decodes here (see n2nkit.runtime.tiff)
+                loaded = _read_with_pillow(path, limit)
+                loaded.notes[:0] = found.notes
+        else:
+            loaded = _read_with_pillow(path, limit)
+    loaded.notes += _warning_notes(caught)
+    return loaded
+
+
+def _read_with_pillow(path: Path, limit: int) -> ImageFile:
+    from PIL import UnidentifiedImageError
+
     try:
         with _open(path, limit) as image:
             pixels, notes = _pixels(image, path)  # first: reading EXIF may load the pixels
+            notes += _frames_note(image)
             exif = image.getexif()
-            orientation = int(exif.get(ORIENTATION, 1) or 1)
+            orientation = _orientation(exif.get(ORIENTATION, 1), notes)
             icc = image.info.get("icc_profile")
             fmt, mode = image.format or "", image.mode
-            if orientation != 1:
-                exif[ORIENTATION] = 1  # the pixels are upright now
-            exif_bytes = exif.tobytes() if len(exif) else None
+            if ORIENTATION in exif:
+                del exif[ORIENTATION]  # the pixels are upright now (or the tag was unreadable)
+            # A TIFF's "EXIF" in Pillow is its whole IFD (Photometric, ExtraSamples, ...):
+            # written into another file, those tags describe pixels it does not hold.
+            exif_bytes = exif.tobytes() if len(exif) and fmt != "TIFF" else None
     except UnidentifiedImageError:
         raise UserInputError(
             f"{path} is not an image n2nkit reads (PNG, JPEG, TIFF, WebP or BMP)"
@@ -165,8 +192,43 @@ def read_image(path: Path, max_pixels: int | None = None) -> ImageFile:
         raise UserInputError(
             f"{path} is not a readable image (truncated or corrupt?): {first_line(exc)}"
         ) from None
-    pixels = apply_orientation(np.array(pixels), orientation)
+    pixels = apply_orientation(np.asarray(pixels), orientation)
     return ImageFile(pixels, fmt, mode, icc, exif_bytes, notes)
+
+
+def _orientation(value, notes: list[str]) -> int:
+    """EXIF orientation 1-8; an unreadable one (text, out of range) is ignored with a note and
+    the pixels are denoised as stored."""
+    try:
+        orientation = int(value if value is not None else 1)
+    except (TypeError, ValueError):
+        orientation = 0
+    if 1 <= orientation <= 8:
+        return orientation
+    notes.append(f"EXIF orientation {value!r} is not one of 1-8: ignored, pixels kept as stored")
+    return 1
+
+
+def _frames_note(image) -> list[str]:
+    frames = int(getattr(image, "n_frames", 1) or 1)
+    if frames <= 1:
+        return []
+    kind = "animated " + (image.format or "image") if image.format != "TIFF" else "TIFF"
+    return [f"{kind} with {frames} frames: only the first frame is denoised"]
+
+
+def _warning_notes(caught: list[warnings.WarningMessage]) -> list[str]:
+    """Warnings Pillow or tifffile raised while reading, as n2nkit notes (each once)."""
+    from PIL import Image
+
+    notes: list[str] = []
+    for w in caught:
+        if issubclass(w.category, Image.DecompressionBombWarning):
+            continue  # n2nkit's own --max-pixels check stands in for it
+        note = f"while reading: {first_line(w.message)}"
+        if note not in notes:
+            notes.append(note)
+    return notes
 
 
 def _to_8bit(pixels: np.ndarray) -> np.ndarray:
@@ -190,12 +252,21 @@ def _fit_format(pixels: np.ndarray, fmt: str) -> tuple[np.ndarray, list[str]]:
     if channels == 1 and fmt == "WEBP":
         pixels = np.repeat(pixels[..., None], 3, axis=-1)
         notes.append("WebP holds no grey: written as RGB")
-    if pixels.dtype == np.uint16:
-        grey_tiff = fmt == "TIFF" and pixels.ndim == 2
-        if fmt != "PNG" and not grey_tiff:
-            pixels = _to_8bit(pixels)
-            notes.append(f"{fmt} output: 16-bit samples written as 8 bits (use .png to keep 16)")
+    if pixels.dtype == np.uint16 and fmt not in ("PNG", "TIFF"):
+        pixels = _to_8bit(pixels)
+        notes.append(f"{fmt} output: 16-bit samples written as 8 bits (.png or .tif keep 16)")
     return pixels, notes
+
+
+def _write_file(path: Path, write) -> None:
+    """Atomic write; a destination the system refuses (read-only, /proc, full disk) is one line."""
+    from n2nkit.fileio import atomic_write
+
+    try:
+        atomic_write(path, write, suffix=path.suffix)
+    except OSError as exc:
+        reason = exc.strerror or first_line(exc)
+        raise UserInputError(f"cannot write {path}: {reason}") from None
 
 
 def write_image(
@@ -208,24 +279,27 @@ def write_image(
     """
     from PIL import Image
 
-    from n2nkit.fileio import atomic_write
-
     path = Path(path)
     fmt = output_format(path)
     pixels, notes = _fit_format(np.asarray(pixels), fmt)
     icc = source.icc_profile if source else None
     exif = source.exif if source else None
+    if fmt == "TIFF":
+        if exif:
+            notes.append("TIFF output: the source's EXIF is not carried")
+        _write_file(path, lambda f: tiff.write_tiff(f, pixels, icc))
+        return notes
     if fmt == "PNG" and pixels.dtype == np.uint16:
         data = png16.encode_png16(pixels, icc, exif)
-        atomic_write(path, lambda f: f.write(data), suffix=path.suffix)
+        _write_file(path, lambda f: f.write(data))
         return notes
-    image = Image.fromarray(pixels)  # uint16 here is grey (TIFF): Pillow's I;16
+    image = Image.fromarray(pixels)
     options: dict = {}
-    if icc and fmt in ("PNG", "JPEG", "TIFF", "WEBP"):
+    if icc and fmt in ("PNG", "JPEG", "WEBP"):
         options["icc_profile"] = icc
-    if exif and fmt in ("PNG", "JPEG", "TIFF", "WEBP"):
+    if exif and fmt in ("PNG", "JPEG", "WEBP"):
         options["exif"] = exif
     if fmt in ("JPEG", "WEBP"):
         options["quality"] = quality
-    atomic_write(path, lambda f: image.save(f, format=fmt, **options), suffix=path.suffix)
+    _write_file(path, lambda f: image.save(f, format=fmt, **options))
     return notes

@@ -9,8 +9,17 @@ sidecar ``<engine>.json`` written at build time records both; :func:`check_compa
 them with this machine and refuses a foreign engine with a message that says to rebuild it,
 rather than letting TensorRT fail (or silently slow down) at deserialization.
 
-One execution context per optimisation profile, device buffers sized for each profile's largest
-shape, allocated once. A lock serialises calls: an execution context is not thread-safe.
+One execution context per optimisation profile, all made when the engine loads, with
+``ExecutionContextAllocationStrategy.USER_MANAGED``: the default (STATIC) makes every context
+reserve the activation memory of the engine's *largest* profile. Since a lock serialises calls
+(an execution context is not thread-safe), the contexts share one scratch buffer sized for the
+largest profile's need (``get_device_memory_size_for_profile_v2``) and one input and one output
+buffer sized for the largest profile shape. Everything is allocated at load, so a GPU without
+room raises :class:`~n2nkit.errors.BackendError` there and ``auto`` moves on to the next
+backend. :meth:`TrtBackend.close` (or ``with``) frees it all; it is idempotent.
+
+CUDA handles are passed to TensorRT as ``int(handle)``: a cuda-python handle object converts to
+the handle's value, while its ``getPtr()`` is the address of the Python object's storage.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from n2nkit.errors import MissingDependencyError, ModelFormatError
+from n2nkit.errors import BackendError, MissingDependencyError, ModelFormatError
 from n2nkit.runtime.backend import Backend
 from n2nkit.runtime.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
 
@@ -82,7 +91,7 @@ def tensorrt_module() -> Any:
     return tensorrt
 
 
-def _cudart() -> Any:
+def cudart() -> Any:
     """cuda-python's runtime API (module path changed in cuda-python 12.6)."""
     try:
         from cuda.bindings import runtime
@@ -98,7 +107,7 @@ class _Cuda:
     """The few CUDA runtime calls the backend needs, each checked."""
 
     def __init__(self) -> None:
-        self.rt = _cudart()
+        self.rt = cudart()
 
     def call(self, name: str, *args: Any) -> Any:
         result = getattr(self.rt, name)(*args)
@@ -118,15 +127,47 @@ class _Cuda:
 
 
 def _handle(obj: Any) -> int:
-    """A cuda-python handle (stream, pointer) as the integer TensorRT takes."""
-    try:
-        return int(obj)
-    except TypeError:
-        return int(obj.getPtr())
+    """A cuda-python handle (``cudaStream_t``) or device pointer (an int) as the integer
+    TensorRT takes. ``int()`` gives the handle's value; ``getPtr()`` would give the address
+    where the Python object keeps it, which is not a stream."""
+    return int(obj)
+
+
+def scratch_sizes(engine: Any) -> list[int]:
+    """Activation memory each optimisation profile needs (bytes)."""
+    per_profile = getattr(engine, "get_device_memory_size_for_profile_v2", None)
+    if per_profile is None:  # TensorRT 10.0
+        per_profile = engine.get_device_memory_size_for_profile
+    return [int(per_profile(i)) for i in range(engine.num_optimization_profiles)]
+
+
+def user_managed_contexts(engine: Any, trt: Any, name: str) -> list[Any]:
+    """One execution context per profile that reserves no device memory of its own, or
+    :class:`BackendError` when TensorRT cannot make one (it returns None, e.g. out of memory)."""
+    strategy = trt.ExecutionContextAllocationStrategy.USER_MANAGED
+    contexts = []
+    for index in range(engine.num_optimization_profiles):
+        context = engine.create_execution_context(strategy)
+        if context is None:
+            raise BackendError(
+                f"a TensorRT execution context for {name} (profile {index})",
+                "TensorRT could not create one, most likely the GPU is out of memory; free GPU "
+                "memory or rebuild with a smaller `--trt-profile`",
+            )
+        contexts.append(context)
+    return contexts
+
+
+def _bind_memory(context: Any, pointer: int, size: int) -> None:
+    if hasattr(context, "set_device_memory"):  # TensorRT 10.1+
+        context.set_device_memory(pointer, size)
+    else:
+        context.device_memory = pointer
 
 
 class TrtBackend(Backend):
-    """A deserialized engine with one context and one pair of device buffers per profile."""
+    """A deserialized engine with one context per profile, sharing one scratch buffer and one
+    pair of I/O buffers. Use as a context manager, or call :meth:`close`."""
 
     name = "trt"
 
@@ -155,9 +196,35 @@ class TrtBackend(Backend):
         ]  # (min, opt, max) N×C×H×W per profile
         self.max_batch = max(p[2][0] for p in self.profiles)
         self.max_side = max(min(p[2][2], p[2][3]) for p in self.profiles)
-        self._stream = cuda.call("cudaStreamCreate")
-        self._slots: dict[int, tuple[Any, int, int]] = {}  # profile -> (context, d_in, d_out)
         self._lock = threading.Lock()
+        self._stream: Any = None
+        self._buffers: list[int] = []  # device pointers: scratch, input, output
+        self._contexts: list[Any] = []
+        try:
+            self._allocate(trt, path.name)
+        except BaseException:
+            self.close()
+            raise
+
+    def _allocate(self, trt: Any, name: str) -> None:
+        cuda = self._cuda
+        self._stream = cuda.call("cudaStreamCreate")
+        scratch = max(scratch_sizes(self.engine), default=0)
+        largest = max(int(np.prod(p[2])) for p in self.profiles) * 4  # float32 I/O
+        for size in (max(scratch, 1), largest, largest):
+            try:
+                self._buffers.append(cuda.call("cudaMalloc", size))
+            except MissingDependencyError:
+                raise BackendError(
+                    f"{size / 2**20:.0f} MiB of GPU memory for {name}",
+                    "free GPU memory or rebuild with a smaller `--trt-profile`",
+                ) from None
+        self._contexts = user_managed_contexts(self.engine, trt, name)
+        for index, context in enumerate(self._contexts):
+            _bind_memory(context, self._buffers[0], max(scratch, 1))
+            if not context.set_optimization_profile_async(index, _handle(self._stream)):
+                raise ModelFormatError(f"{name}: cannot select optimisation profile {index}")
+        cuda.call("cudaStreamSynchronize", self._stream)
 
     def _profile(self, shape: tuple[int, ...]) -> int | None:
         for index, (low, _, high) in enumerate(self.profiles):
@@ -167,16 +234,6 @@ class TrtBackend(Backend):
 
     def fits(self, batch: int, height: int, width: int) -> bool:
         return self._profile((batch, self.metadata.channels, height, width)) is not None
-
-    def _slot(self, index: int) -> tuple[Any, int, int]:
-        if index not in self._slots:
-            context = self.engine.create_execution_context()
-            context.set_optimization_profile_async(index, _handle(self._stream))
-            largest = int(np.prod(self.profiles[index][2])) * 4  # float32
-            d_in = self._cuda.call("cudaMalloc", largest)
-            d_out = self._cuda.call("cudaMalloc", largest)
-            self._slots[index] = (context, d_in, d_out)
-        return self._slots[index]
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
         index = self._profile(x.shape)
@@ -188,7 +245,9 @@ class TrtBackend(Backend):
         out = np.empty_like(x)
         cuda, kind = self._cuda, self._cuda.rt.cudaMemcpyKind
         with self._lock:
-            context, d_in, d_out = self._slot(index)
+            if not self._contexts:
+                raise ModelFormatError(f"{self.path.name}: the TensorRT backend is closed")
+            context, (_, d_in, d_out) = self._contexts[index], self._buffers
             stream = self._stream
             context.set_input_shape(INPUT_NAME, x.shape)
             context.set_tensor_address(INPUT_NAME, _handle(d_in))
@@ -203,11 +262,12 @@ class TrtBackend(Backend):
         return out
 
     def close(self) -> None:
+        """Free the contexts, device buffers and stream now (safe to call twice)."""
         with self._lock:
-            for _, d_in, d_out in self._slots.values():
-                self._cuda.rt.cudaFree(d_in)
-                self._cuda.rt.cudaFree(d_out)
-            self._slots.clear()
+            self._contexts.clear()  # contexts go before the memory they were bound to
+            for pointer in self._buffers:
+                self._cuda.rt.cudaFree(pointer)
+            self._buffers.clear()
             if self._stream is not None:
                 self._cuda.rt.cudaStreamDestroy(self._stream)
                 self._stream = None

@@ -81,6 +81,8 @@ def test_cpu_rows_are_measured_and_gpu_rows_skipped_with_reason(report_dir: Path
 def test_report_names_the_machine_and_states_findings(report_dir: Path) -> None:
     report = json.loads((report_dir / "report.json").read_text())
     assert report["machine"]["cpu"] and report["machine"]["cores"] >= 1
+    assert report["protocol"]["clip_noise"] is True  # the 8-bit protocol unless --float-noise
+    assert report["protocol"]["noise_protocol"].startswith("8-bit protocol")
     assert "onnxruntime" in report["machine"]["packages"]
     assert any("INT8 vs FP32" in f for f in report["findings"])
     assert any("vs nlm" in f for f in report["findings"])

@@ -234,19 +234,6 @@ def test_engine_without_sidecar_is_refused(tmp_path: Path) -> None:
         Denoiser.load(engine, backend="trt")
 
 
-@pytest.mark.tensorrt
-def test_tensorrt_engine_runs_like_onnx(request: pytest.FixtureRequest) -> None:
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'n2nkit[gpu]')")
-    exported_n2n: Path = request.getfixturevalue("exported_n2n")  # only once TensorRT exists
-    engines = sorted(exported_n2n.glob("*.engine"))
-    if not engines:
-        pytest.skip("no engine in the export folder: `n2nkit export --trt` needs an NVIDIA GPU")
-    image = np.random.default_rng(8).random((96, 128, 3), dtype=np.float32)
-    reference = Denoiser.load(exported_n2n / "model.onnx", backend="ort-cpu")(image)
-    out = Denoiser.load(engines[0], backend="trt")(image)
-    assert np.abs(out - reference).max() < 0.05
-
-
 def test_wrong_backend_for_the_file_is_one_clear_error(identity_model, tmp_path: Path) -> None:
     with pytest.raises(UnknownNameError, match="ort-cpu"):
         Denoiser.load(identity_model, backend="coreml")

@@ -27,10 +27,10 @@ from n2nkit.targets import REFERENCE_SIZE, Target
 
 NOISE_PROTOCOLS = {
     False: "noise drawn once with a fixed seed and left unclipped in float (every method gets "
-    "the same array; the runtime clips it to [0, 1] before the network), the protocol under "
-    "which non-local means scores 31.6 dB on coffee + flower at gaussian:25",
-    True: "noise drawn once with a fixed seed, then clipped to [0, 1] and rounded to 8 bits as "
-    "a saved photo would be (--clip-noise)",
+    "the same array; the runtime clips it to [0, 1] before the network): the older protocol "
+    "(--float-noise)",
+    True: "8-bit protocol: noise drawn once with a fixed seed, then clipped to [0, 1] and "
+    "rounded to 8 bits as a saved photo would be, which is what `n2nkit denoise` receives",
 }
 
 
@@ -215,7 +215,7 @@ def compare(
     warmup: int = 2,
     baselines: list[str] | None = None,
     seed: int = 0,
-    clip_noise: bool = False,
+    clip_noise: bool = True,
     on_step: Callable[[str], None] | None = None,
 ) -> Report:
     """Measure every model on every target; return the report (nothing written yet)."""

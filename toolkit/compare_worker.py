@@ -41,12 +41,19 @@ def _tile_to(image: np.ndarray, h: int, w: int) -> np.ndarray:
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from n2nkit.errors import N2NError
     from n2nkit.runtime import Denoiser
-    from n2nkit.timing import measure_latency
 
     try:
         denoiser = Denoiser.load(job["artifact"], backend=job["backend"], threads=job["threads"])
     except N2NError as exc:
         return {"status": "skipped", "reason": str(exc)}
+    try:
+        return _measure(denoiser, job)
+    finally:
+        denoiser.close()  # a TensorRT backend's device memory, freed before the process ends
+
+
+def _measure(denoiser: Any, job: dict[str, Any]) -> dict[str, Any]:
+    from n2nkit.timing import measure_latency
 
     data = np.load(job["data"])
     count = sum(1 for k in data.files if k.startswith("clean_"))

@@ -56,6 +56,12 @@ class MissingDependencyError(N2NError):
         super().__init__(f"{what} is not available: {install}")
 
 
+class BackendError(MissingDependencyError):
+    """A backend that is installed cannot start here (no GPU memory left for a TensorRT
+    context, a CUDA provider that cannot load its libraries). ``auto`` passes over it to the
+    next backend, as over a missing package."""
+
+
 class VerificationError(N2NError):
     """An exported artifact disagrees with its reference beyond tolerance."""
 

@@ -77,13 +77,13 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
             f"{path} is not a checkpoint: not a complete PyTorch archive "
             "(truncated, or another kind of file)"
         )
+    check_archive(path)
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = first_line(exc)
         raise CheckpointError(
-            f"{path} was refused: it holds objects other than tensors and plain data "
-            f"(loaded with weights_only=True, nothing was executed): {first}"
+            f"{path} was refused: it holds {_refused_object(exc)} besides tensors and plain "
+            "data (nothing in it was executed)"
         ) from None
     except (
         RuntimeError,
@@ -103,6 +103,31 @@ def load_checkpoint(path: Path, map_location: str = "cpu") -> dict[str, Any]:
     return ckpt
 
 
+def check_archive(path: Path) -> None:
+    """Verify every member of the checkpoint's zip archive against its CRC: damaged bytes
+    must not load as plausible weights (or as NaN ones)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        raise CheckpointError(f"{path} is corrupt: {first_line(exc)}") from None
+    if damaged is not None:
+        raise CheckpointError(
+            f"{path} is corrupt: {damaged} fails its CRC check (damaged bytes); use another "
+            "checkpoint or retrain"
+        )
+
+
+def _refused_object(exc: BaseException) -> str:
+    """What torch's safe unpickler refused, without its advice to load the file unsafely."""
+    import re
+
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    return f"a Python object ({found.group(1)})" if found else "a pickled Python object"
+
+
 def validate_checkpoint(ckpt: Any, path: Path | str = "checkpoint") -> None:
     """Check the structure written by :func:`save_checkpoint`; raise :class:`CheckpointError`."""
     import torch
@@ -114,7 +139,10 @@ def validate_checkpoint(ckpt: Any, path: Path | str = "checkpoint") -> None:
     missing = [k for k in REQUIRED_KEYS if k not in ckpt]
     if missing:
         raise CheckpointError(f"{path} lacks {', '.join(missing)}")
-    if ckpt["format_version"] > FORMAT_VERSION:
+    version = ckpt["format_version"]
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CheckpointError(f"{path} has format version {version!r}: not an n2nkit checkpoint")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{path} has format version {ckpt['format_version']}; this n2nkit reads up to "
             f"{FORMAT_VERSION}: upgrade n2nkit"
@@ -132,6 +160,55 @@ def validate_checkpoint(ckpt: Any, path: Path | str = "checkpoint") -> None:
         isinstance(v, torch.Tensor) and v.is_floating_point() for v in state.values()
     ):
         raise CheckpointError(f"{path} has a malformed state_dict")
+    _check_model_and_weights(model, state, path)
+    _check_finite(ckpt, path)
+    if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["epoch"], int):
+        raise CheckpointError(f"{path} has a malformed config or epoch")
+
+
+def _check_model_and_weights(model: dict[str, Any], state: dict[str, Any], path) -> None:
+    """The model kwargs must build the variant, and the weights must fit it key for key."""
+    import torch
+
+    from n2nkit.training.models import create_model
+
+    kwargs = model.get("kwargs", {})
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise CheckpointError(f"{path} has malformed model kwargs: {kwargs!r}")
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no compute
+            expected = create_model(model["variant"], **kwargs).state_dict()
+    except Exception as exc:  # unknown keys, wrong types: whatever the constructor raises
+        raise CheckpointError(
+            f"{path}: model kwargs {kwargs!r} do not build variant {model['variant']!r} "
+            f"({first_line(exc)})"
+        ) from None
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or extra or wrong:
+        first = (missing or extra or wrong)[0]
+        what = "lacks" if missing else "has unexpected" if extra else "has a wrongly shaped"
+        raise CheckpointError(
+            f"{path}: weights do not fit variant {model['variant']!r} ({what} tensor {first})"
+        )
+
+
+def _check_finite(value: Any, path, where: str = "") -> None:
+    """Every floating-point tensor (weights, optimizer state) must be finite."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(
+                f"{path} is corrupt: {where or 'a tensor'} holds NaN or infinite values"
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, path, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_finite(item, path, f"{where}[{i}]")
 
 
 def build_model(ckpt: dict[str, Any]):

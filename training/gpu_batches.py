@@ -18,6 +18,29 @@ import torch
 
 from n2nkit.errors import DataError
 
+# Device memory left for what trains besides the images: the network, optimizer state, batches.
+TRAINING_HEADROOM = 256 << 20
+
+
+def check_device_room(needed: int, device: torch.device, free: int | None = None) -> None:
+    """Raise :class:`DataError` unless ``needed`` bytes of images (plus
+    :data:`TRAINING_HEADROOM`) fit in ``device``'s free memory (``torch.cuda.mem_get_info``
+    when ``free`` is None). Only CUDA devices are checked: a CPU bank lives in host memory."""
+    if device.type != "cuda":
+        return
+    if free is None:
+        free = int(torch.cuda.mem_get_info(device)[0])
+    if needed + TRAINING_HEADROOM > free:
+        raise DataError(
+            f"the training images need {_size(needed)} on {device} but it has {_size(free)} "
+            f"free ({TRAINING_HEADROOM >> 20} MiB kept for training): train on fewer or "
+            "smaller images, free GPU memory, or use --device cpu"
+        )
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 2**30:.2f} GiB" if nbytes >= 2**30 else f"{nbytes / 2**20:.1f} MiB"
+
 
 def _as_chw_list(images: Sequence[Any] | torch.Tensor) -> list[torch.Tensor]:
     if isinstance(images, torch.Tensor):  # N×3×H×W uint8 (the report's format)
@@ -48,10 +71,12 @@ class CropBank:
                 f"no image is at least {crop}×{crop} (largest {biggest[0]}×{biggest[1]}): "
                 "use a smaller --crop"
             )
+        sizes = [first[i].shape for i in keep]
+        # uint8 pixels of every kept image in every set: what the bank copies to the device
+        check_device_room(len(chw) * sum(int(np.prod(shape)) for shape in sizes), device)
         self.crop = crop
         self.device = device
         self.channels = int(first[0].shape[0])
-        sizes = [first[i].shape for i in keep]
         self.heights = torch.tensor([s[1] for s in sizes], device=device)
         self.widths = torch.tensor([s[2] for s in sizes], device=device)
         numel = torch.tensor([s[0] * s[1] * s[2] for s in sizes])

@@ -84,13 +84,24 @@ class TrainResult:
 
 # --------------------------------------------------------------------------- helpers
 def resolve_device(name: str) -> torch.device:
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` -> a device that exists here."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserInputError(f"--device {name}: this torch build sees no CUDA GPU; use cpu")
     if name == "mps" and not torch.backends.mps.is_available():
         raise UserInputError("--device mps: MPS is not available here; use cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserInputError(f"--device {name}: use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:
+            raise UserInputError(
+                f"--device {name}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
+            )
+    return device
 
 
 def versions() -> dict[str, str]:
@@ -112,16 +123,24 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``precision`` on ``device`` (None: plain float32).
 
     ``auto`` takes bf16 where the hardware runs it natively, which about doubles training
-    speed on such CPUs as well as GPUs; fp16 needs a GPU (and a gradient scaler).
+    speed on such CPUs as well as GPUs; fp16 needs a GPU (and a gradient scaler). On CUDA,
+    native bf16 means compute capability 8.0 (Ampere) or newer *of the chosen device*:
+    ``torch.cuda.is_bf16_supported()`` also counts emulation since torch 2.4, which runs
+    slower than fp32 on older GPUs.
     """
     if precision == "fp32":
         return None
     if device.type == "cuda":
-        bf16_ok = torch.cuda.is_bf16_supported()
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        major, minor = torch.cuda.get_device_capability(index)
+        bf16_ok = major >= 8
         if precision == "auto":
             return torch.bfloat16 if bf16_ok else torch.float16
         if precision == "bf16" and not bf16_ok:
-            raise UserInputError("--precision bf16: this GPU has no bfloat16; use fp16 or fp32")
+            raise UserInputError(
+                f"--precision bf16: cuda:{index} (compute capability {major}.{minor}) has no "
+                "native bfloat16; use fp16 or fp32"
+            )
         return torch.bfloat16 if precision == "bf16" else torch.float16
     if device.type != "cpu":
         if precision == "auto":

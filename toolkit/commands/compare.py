@@ -59,11 +59,11 @@ def compare(
     clip_noise: Annotated[
         bool,
         typer.Option(
-            "--clip-noise",
-            help="Clip noisy test images to [0, 1] and round to 8 bits, as a saved photo would "
-            "be (default: unclipped floats, the protocol of the issues' NLM figure).",
+            "--clip-noise/--float-noise",
+            help="The 8-bit protocol (default): noisy test images clipped to [0, 1] and "
+            "rounded to 8 bits, as a saved photo is. --float-noise keeps them unclipped floats.",
         ),
-    ] = False,
+    ] = True,
     list_targets: Annotated[
         bool, typer.Option("--list-targets", help="List the targets and exit.")
     ] = False,
@@ -113,7 +113,7 @@ def run_compare(
     min_runs: int,
     warmup: int = 2,
     seed: int = 0,
-    clip_noise: bool = False,
+    clip_noise: bool = True,
 ) -> dict[str, Path]:
     """Shared by ``compare`` and ``pipeline``: measure with a spinner, print, write files."""
     from n2nkit.clitools import console

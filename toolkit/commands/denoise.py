@@ -189,7 +189,10 @@ def denoise(
     )
     if to_folder:
         jobs[0].target.parent.mkdir(parents=True, exist_ok=True)
-    failed = _run(jobs, denoiser, quality, max_pixels, progress=len(jobs) > 1)
+    try:
+        failed = _run(jobs, denoiser, quality, max_pixels, progress=len(jobs) > 1)
+    finally:
+        denoiser.close()  # a TensorRT backend frees its device memory here
     if failed:
         raise UserInputError(f"{failed} of {len(jobs)} image(s) could not be denoised")
 

@@ -62,7 +62,8 @@ def export(
         Path | None,
         typer.Option(
             help="TensorRT timing cache to reuse across builds "
-            "(default: OUT/tensorrt.timing.cache).",
+            "(default: OUT/tensorrt.timing.cache; FP32 builds, TF32 off, use "
+            "<stem>.no-tf32<suffix> beside it).",
             rich_help_panel=TRT_PANEL,
         ),
     ] = None,

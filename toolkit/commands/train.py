@@ -102,40 +102,60 @@ def train(
         str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N.")
     ] = "auto",
     loss: Annotated[Loss, typer.Option(help="Training loss.", rich_help_panel=RECIPE)] = Loss.mse,
+    recipe: Annotated[
+        str,
+        typer.Option(
+            help="fast (default: residual, 64×64 crops, small CPU batches, cosine schedule, "
+            "synthetic images mixed in) or report (the reference report's exact recipe). "
+            "Options you set override the recipe's.",
+            rich_help_panel=RECIPE,
+        ),
+    ] = "fast",
     epoch_size: Annotated[
-        int, typer.Option(help="Pairs per epoch.", rich_help_panel=RECIPE)
-    ] = 50_000,
-    batch_size: Annotated[int, typer.Option(help="Batch size.", rich_help_panel=RECIPE)] = 400,
+        int | None,
+        typer.Option(help="Pairs per epoch (fast 20,000; report 50,000).", rich_help_panel=RECIPE),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Batch size (fast: 25 on a CPU, 128 on a GPU; report 400).",
+            rich_help_panel=RECIPE,
+        ),
+    ] = None,
     lr: Annotated[
         float,
         typer.Option(help="Adam learning rate (×0.1 every 10 epochs).", rich_help_panel=RECIPE),
     ] = 1e-3,
     lr_step: Annotated[
-        int, typer.Option(help="Epochs between learning-rate drops.", rich_help_panel=RECIPE)
-    ] = 10,
+        int | None,
+        typer.Option(
+            help="Epochs between learning-rate drops (step schedule).", rich_help_panel=RECIPE
+        ),
+    ] = None,
     crop: Annotated[
-        int,
+        int | None,
         typer.Option(
-            help="Training crop side (a multiple of the model's).", rich_help_panel=RECIPE
+            help="Training crop side, a multiple of the model's (fast 64; report 32).",
+            rich_help_panel=RECIPE,
         ),
-    ] = 32,
+    ] = None,
     residual: Annotated[
-        bool,
+        bool | None,
         typer.Option(
-            "--residual",
-            help="Add the input to the network's output, so it learns the noise (no extra "
-            "parameters; converges faster than the report's direct prediction).",
+            "--residual/--direct",
+            help="Residual: add the input to the network's output, so it learns the noise (no "
+            "extra parameters; fast's choice). Direct: predict the image (the report's).",
             rich_help_panel=RECIPE,
         ),
-    ] = False,
+    ] = None,
     schedule: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Learning-rate schedule: step (×0.1 every --lr-step epochs, the report's) or "
-            "cosine (over --epochs or --budget, whichever ends first).",
+            help="Learning-rate schedule: step (×0.1 every --lr-step epochs, report) or "
+            "cosine (over --epochs or --budget, whichever ends first; fast).",
             rich_help_panel=RECIPE,
         ),
-    ] = "step",
+    ] = None,
     synthetic_fraction: Annotated[
         float | None,
         typer.Option(
@@ -175,8 +195,21 @@ def train(
 
     from n2nkit.clitools import console
     from n2nkit.training.config import TrainConfig, parse_duration
+    from n2nkit.training.recipes import recipe_settings, training_device_type
 
     names = _variants(variant)
+    settings = recipe_settings(
+        recipe,
+        training_device_type(device),
+        residual=residual,
+        crop=crop,
+        batch_size=batch_size,
+        epoch_size=epoch_size,
+        schedule=schedule,
+        lr_step=lr_step,
+        synthetic_fraction=synthetic_fraction,
+    )
+    uses_residual = settings.pop("residual")
     budget_s = parse_duration(budget) if budget is not None else None
     configs = []
     for name in names:
@@ -191,11 +224,8 @@ def train(
                 loss=loss.value,
                 epochs=epochs,
                 budget_s=budget_s,
-                epoch_size=epoch_size,
-                batch_size=batch_size,
                 lr=lr,
-                lr_step=lr_step,
-                crop=crop,
+                **settings,
                 seed=seed,
                 device=device,
                 out_dir=run,
@@ -204,10 +234,8 @@ def train(
                 val_size=val_size,
                 num_threads=threads,
                 precision=precision,
-                variant_kwargs={"residual": True} if residual else {},
+                variant_kwargs={"residual": True} if uses_residual else {},
                 init=str(init) if init else None,
-                schedule=schedule,
-                synthetic_fraction=synthetic_fraction,
                 pairs=pairs.value if pairs else None,
             ).validate()
         )

@@ -1,0 +1,295 @@
+"""Hostile image files through ``n2nkit denoise`` (a real CLI run on real files, the shipped
+model on the CPU): refused with one line, a non-zero exit, the input untouched and no output,
+or, where the file is valid, a correct output that other software opens."""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+from typer.testing import CliRunner
+
+from n2nkit.cli import app
+from n2nkit.runtime.images import read_image
+
+runner = CliRunner()
+SHAPE = (24, 40)
+RNG = np.random.default_rng(0)
+# The only tags n2nkit writes into a TIFF (tifffile's baseline for its own pixels + ICC).
+OWN_TIFF_TAGS = {
+    "NewSubfileType", "ImageWidth", "ImageLength", "BitsPerSample", "Compression",
+    "PhotometricInterpretation", "StripOffsets", "SamplesPerPixel", "RowsPerStrip",
+    "StripByteCounts", "XResolution", "YResolution", "PlanarConfiguration", "ResolutionUnit",
+    "Software", "ExtraSamples", "SampleFormat", "InterColorProfile",
+}  # fmt: skip
+
+
+def _noisy(*shape: int, dtype=np.uint8) -> np.ndarray:
+    top = np.iinfo(dtype).max
+    ramp = np.linspace(0.2, 0.8, shape[1]).reshape(1, -1, *([1] * (len(shape) - 2)))
+    values = np.clip(ramp + RNG.normal(0, 0.1, shape), 0, 1)
+    return np.rint(values * top).astype(dtype)
+
+
+def _denoise(source: Path, target: Path):
+    return runner.invoke(app, ["denoise", str(source), str(target), "--backend", "ort-cpu"])
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _refused(source: Path, target: Path, *fragments: str) -> None:
+    """One ``error:`` line naming ``fragments``, a non-zero exit, input untouched, no output."""
+    before = _digest(source)
+    result = _denoise(source, target)
+    assert result.exit_code != 0, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    assert _digest(source) == before
+    assert not target.exists()
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(f".{target.name}.")]
+
+
+def _notes(result) -> list[str]:
+    return [line for line in result.output.splitlines() if line.startswith("note:")]
+
+
+# ------------------------------------------------------------------ TIFF layouts
+def test_cmyk_tiff_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "cmyk.tif"
+    Image.fromarray(_noisy(*SHAPE, 4), "CMYK").save(source)
+    _refused(source, tmp_path / "out.tif", "CMYK", "convert it to RGB")
+
+
+@pytest.mark.parametrize(
+    ("samples", "photometric", "extrasamples"),
+    [(5, "minisblack", (0, 0, 0, 0)), (5, "rgb", (2, 0)), (6, "rgb", (2, 2, 0))],
+    ids=["grey+4", "rgb+alpha+extra", "rgb+3"],
+)
+def test_tiff_with_several_extra_samples_is_refused(
+    tmp_path: Path, samples: int, photometric: str, extrasamples: tuple[int, ...]
+) -> None:
+    source = tmp_path / "extra.tif"
+    tifffile.imwrite(
+        source,
+        _noisy(*SHAPE, samples),
+        photometric=photometric,
+        extrasamples=extrasamples,
+        planarconfig="contig",
+    )
+    _refused(source, tmp_path / "out.tif", f"{samples} samples per pixel", "at most one alpha")
+
+
+def test_premultiplied_alpha_tiff_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "assoc.tif"
+    tifffile.imwrite(source, _noisy(*SHAPE, 4), photometric="rgb", extrasamples=["assocalpha"])
+    _refused(source, tmp_path / "out.tif", "premultiplied")
+
+
+def test_rgba_tiff_with_an_extra_sample_round_trips_openable(tmp_path: Path) -> None:
+    """RGB + one alpha extra sample: denoised, alpha untouched, and the output carries only
+    n2nkit's own tags, so Pillow and tifffile both open it as RGBA."""
+    pixels = _noisy(*SHAPE, 4)
+    source, target = tmp_path / "rgba.tif", tmp_path / "out.tif"
+    Image.fromarray(pixels, "RGBA").save(source)  # Pillow writes ExtraSamples = unassociated
+    result = _denoise(source, target)
+    assert result.exit_code == 0, result.output
+    with Image.open(target) as image:
+        assert image.mode == "RGBA" and image.size == SHAPE[::-1]
+        out = np.asarray(image)
+    assert np.array_equal(out[..., 3], pixels[..., 3])
+    assert np.abs(out[..., :3].astype(int) - pixels[..., :3]).mean() < 40  # denoised, not junk
+    with tifffile.TiffFile(target) as tif:
+        page = tif.pages.first
+        assert {tag.name for tag in page.tags.values()} <= OWN_TIFF_TAGS
+        assert tuple(int(e) for e in page.extrasamples) == (2,)
+
+
+def test_sixteen_bit_rgb_tiff_stays_sixteen_bit(tmp_path: Path) -> None:
+    pixels = _noisy(*SHAPE, 3, dtype=np.uint16)
+    source, target = tmp_path / "rgb16.tif", tmp_path / "out.tif"
+    tifffile.imwrite(source, pixels, photometric="rgb")
+    assert read_image(source).pixels.dtype == np.uint16
+    assert np.array_equal(read_image(source).pixels, pixels)
+    result = _denoise(source, target)
+    assert result.exit_code == 0, result.output
+    assert not any("8 bits" in n for n in _notes(result)), result.output
+    out = tifffile.imread(target)
+    assert out.dtype == np.uint16 and out.shape == pixels.shape
+    assert len(np.unique(out & 0xFF)) > 16  # real low bytes, not 8 bits scaled up
+    assert np.abs(out.astype(np.int64) - pixels).mean() < 40 * 257
+    # the same image as 8 bits gives the same picture (the model sees [0, 1] either way)
+    eight = tmp_path / "rgb8.tif"
+    tifffile.imwrite(eight, (pixels >> 8).astype(np.uint8), photometric="rgb")
+    assert _denoise(eight, tmp_path / "out8.tif").exit_code == 0
+    out8 = tifffile.imread(tmp_path / "out8.tif").astype(np.float64) / 255
+    assert np.abs(out.astype(np.float64) / 65535 - out8).mean() < 0.02
+
+
+def test_lzw_tiff_written_by_pillow_is_read(tmp_path: Path) -> None:
+    """LZW needs imagecodecs in tifffile; 8-bit files fall back to Pillow, which reads them."""
+    pixels = _noisy(*SHAPE, 3)
+    source = tmp_path / "lzw.tif"
+    Image.fromarray(pixels).save(source, compression="tiff_lzw")
+    assert np.array_equal(read_image(source).pixels, pixels)
+    assert _denoise(source, tmp_path / "out.png").exit_code == 0
+
+
+def test_multi_page_tiff_says_only_the_first_page_is_denoised(tmp_path: Path) -> None:
+    source = tmp_path / "pages.tif"
+    with tifffile.TiffWriter(source) as tif:
+        for _ in range(3):
+            tif.write(_noisy(*SHAPE, 3), photometric="rgb")
+    result = _denoise(source, tmp_path / "out.tif")
+    assert result.exit_code == 0, result.output
+    assert any("3 pages" in n and "first" in n for n in _notes(result)), result.output
+
+
+# ------------------------------------------------------------------ other hostile files
+def test_animated_png_says_only_the_first_frame_is_denoised(tmp_path: Path) -> None:
+    source, target = tmp_path / "anim.png", tmp_path / "out.png"
+    frames = [Image.fromarray(np.full((*SHAPE, 3), v, np.uint8)) for v in (60, 200)]
+    frames[0].save(source, save_all=True, append_images=frames[1:], duration=100)
+    result = _denoise(source, target)
+    assert result.exit_code == 0, result.output
+    assert any("2 frames" in n and "first frame" in n for n in _notes(result)), result.output
+    assert abs(float(np.asarray(Image.open(target)).mean()) - 60) < 10  # the first frame
+
+
+def _exif_with_text_orientation() -> bytes:
+    """A big-endian EXIF block whose Orientation (0x0112) is the ASCII string "six"."""
+    entry = struct.pack(">HHI", 0x0112, 2, 4) + b"six\x00"
+    return b"Exif\x00\x00MM\x00*" + struct.pack(">IH", 8, 1) + entry + struct.pack(">I", 0)
+
+
+def test_text_exif_orientation_is_ignored_with_a_note(tmp_path: Path) -> None:
+    pixels = _noisy(*SHAPE, 3)
+    source, target = tmp_path / "text.png", tmp_path / "out.png"
+    Image.fromarray(pixels).save(source, exif=_exif_with_text_orientation())
+    loaded = read_image(source)
+    assert np.array_equal(loaded.pixels, pixels)  # as stored: not rotated, not rejected
+    result = _denoise(source, target)
+    assert result.exit_code == 0, result.output
+    assert any("orientation" in n and "ignored" in n for n in _notes(result)), result.output
+    assert np.asarray(Image.open(target)).shape == pixels.shape
+
+
+def test_pillow_warnings_become_notes_not_raw_lines(tmp_path: Path) -> None:
+    """A corrupt EXIF block makes Pillow warn; the user sees one n2nkit note, no raw warning."""
+    source, target = tmp_path / "badexif.png", tmp_path / "out.png"
+    broken = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06"
+    Image.fromarray(_noisy(*SHAPE, 3)).save(source, exif=broken)
+    with _no_raw_warnings():
+        result = _denoise(source, target)
+    assert result.exit_code == 0, result.output
+    assert "Warning" not in result.output and "warnings.warn" not in result.output
+    assert any("Corrupt EXIF" in n for n in _notes(result)), result.output
+
+
+class _no_raw_warnings:
+    """Fail if any warning escapes n2nkit's reading (it would print raw outside pytest)."""
+
+    def __enter__(self):
+        import warnings
+
+        self._catch = warnings.catch_warnings(record=True)
+        self.caught = self._catch.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        self._catch.__exit__(*exc)
+        escaped = [str(w.message) for w in self.caught]
+        assert not escaped, escaped
+
+
+def test_unwritable_destination_is_one_line(tmp_path: Path) -> None:
+    source = tmp_path / "in.png"
+    Image.fromarray(_noisy(*SHAPE, 3)).save(source)
+    before = _digest(source)
+    result = _denoise(source, Path("/proc/out.png"))
+    assert result.exit_code != 0
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "/proc/out.png" in errors[0], result.output
+    assert _digest(source) == before and not Path("/proc/out.png").exists()
+
+
+def _pillow_tiff(path: Path, mode: str, **options) -> np.ndarray:
+    """Write a ``mode`` TIFF with Pillow; return what Pillow reads back (as RGB for palette)."""
+    grey = _noisy(*SHAPE)
+    image = {
+        "L": lambda: Image.fromarray(grey),
+        "1": lambda: Image.fromarray(grey > 128),
+        "P": lambda: Image.fromarray(grey % 4, "P"),
+        "I;16": lambda: Image.fromarray(grey.astype(np.uint16) * 257),
+        "LA": lambda: Image.fromarray(_noisy(*SHAPE, 2), "LA"),
+        "RGB": lambda: Image.fromarray(_noisy(*SHAPE, 3)),
+    }[mode]()
+    if mode == "P":
+        image.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * 756)
+    image.save(path, **options)
+    with Image.open(path) as back:
+        return np.asarray(back.convert("RGB") if mode == "P" else back)
+
+
+@pytest.mark.parametrize(
+    ("mode", "options"),
+    [("L", {}), ("1", {}), ("P", {}), ("I;16", {}), ("I;16", {"compression": "tiff_lzw"}),
+     ("LA", {}), ("RGB", {"compression": "jpeg"})],
+    ids=["grey", "bilevel", "palette", "grey16", "grey16-lzw", "grey-alpha", "ycbcr-jpeg"],
+)  # fmt: skip
+def test_other_tiff_layouts_read_as_pillow_sees_them(tmp_path: Path, mode: str, options) -> None:
+    path = tmp_path / "in.tif"
+    expected = _pillow_tiff(path, mode, **options)
+    if expected.dtype == bool:
+        expected = expected.astype(np.uint8) * 255
+    loaded = read_image(path)
+    assert loaded.pixels.dtype == expected.dtype and np.array_equal(loaded.pixels, expected)
+    assert _denoise(path, tmp_path / "out.tif").exit_code == 0
+
+
+def test_planar_and_min_is_white_tiffs(tmp_path: Path) -> None:
+    rgb, grey = _noisy(*SHAPE, 3), _noisy(*SHAPE)
+    tifffile.imwrite(tmp_path / "planar.tif", rgb.transpose(2, 0, 1), photometric="rgb",
+                     planarconfig="separate")  # fmt: skip
+    tifffile.imwrite(tmp_path / "white.tif", grey, photometric="miniswhite")
+    assert np.array_equal(read_image(tmp_path / "planar.tif").pixels, rgb)
+    assert np.array_equal(read_image(tmp_path / "white.tif").pixels, 255 - grey)
+
+
+@pytest.mark.parametrize(
+    ("pixels", "fragment"),
+    [(np.zeros((*SHAPE, 3), np.float32), "float samples"),
+     (np.zeros(SHAPE, np.uint32), "32-bit samples")],
+    ids=["float32", "uint32"],
+)  # fmt: skip
+def test_tiff_sample_types_n2nkit_cannot_hold_are_refused(tmp_path: Path, pixels, fragment):
+    source = tmp_path / "deep.tif"
+    tifffile.imwrite(source, pixels, photometric="rgb" if pixels.ndim == 3 else "minisblack")
+    _refused(source, tmp_path / "out.png", fragment)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage-ifd", "magic-only"])
+def test_broken_tiffs_are_one_line(tmp_path: Path, damage: str) -> None:
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, _noisy(64, 80, 3), photometric="rgb")
+    data = good.read_bytes()
+    source = tmp_path / "broken.tif"
+    source.write_bytes(
+        {
+            "truncated": data[: len(data) // 3],
+            "garbage-ifd": data[:8] + bytes(RNG.integers(0, 256, 500, dtype=np.uint8)),
+            "magic-only": b"II*\x00" + bytes(RNG.integers(0, 256, 300, dtype=np.uint8)),
+        }[damage]
+    )
+    _refused(source, tmp_path / "out.tif", "broken.tif")

@@ -1,0 +1,205 @@
+"""Hostile models and misuse of the runtime: real ONNX files built with ``onnx.helper`` (a model
+that outputs NaN, one with a fixed input size, garbage and truncated files), a closed
+Denoiser, and the memory a large image takes. Through ``Denoiser`` and ``n2nkit denoise``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_onnx_model
+from PIL import Image
+from typer.testing import CliRunner
+
+from n2nkit.cli import app
+from n2nkit.errors import ModelFormatError, UserInputError
+from n2nkit.runtime import Denoiser
+from n2nkit.runtime.pixels import describe, from_planes, to_planes
+from n2nkit.runtime.streaming import reflect_index
+
+runner = CliRunner()
+METADATA = {"n2nkit.variant": "hostile", "n2nkit.size_multiple": "8", "n2nkit.min_side": "8"}
+
+
+def _model(
+    path: Path, *, shape=("batch", 3, "height", "width"), factor: float = 1.0, declared=None
+) -> Path:
+    """``denoised = noisy * factor`` with n2nkit metadata: factor NaN makes a NaN model;
+    ``declared`` is the output shape the graph claims (onnxruntime warns when it is wrong)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["noisy", "factor"], ["denoised"])],
+        "hostile",
+        [helper.make_tensor_value_info("noisy", TensorProto.FLOAT, list(shape))],
+        [helper.make_tensor_value_info("denoised", TensorProto.FLOAT, list(declared or shape))],
+        initializer=[helper.make_tensor("factor", TensorProto.FLOAT, [1], [factor])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    for key, value in METADATA.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+    return path
+
+
+def _photo(tmp_path: Path) -> Path:
+    path = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), np.uint8)).save(path)
+    return path
+
+
+def _cli_refuses(tmp_path: Path, model: Path, *fragments: str) -> None:
+    """`n2nkit denoise --model MODEL`: one error line, exit != 0, input untouched, no output."""
+    source, target = _photo(tmp_path), tmp_path / "out.png"
+    before = source.read_bytes()
+    result = runner.invoke(
+        app, ["denoise", str(source), str(target), "--model", str(model), "--backend", "ort-cpu"]
+    )
+    assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.output
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+    assert source.read_bytes() == before
+    assert not target.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.png.")]
+
+
+# ------------------------------------------------------------------ models that lie
+@pytest.mark.parametrize("factor", [float("nan"), float("inf")])
+def test_a_model_that_outputs_nan_or_inf_is_an_error_not_a_black_image(
+    tmp_path: Path, factor: float
+) -> None:
+    path = _model(tmp_path / "nan.onnx", factor=factor)
+    with Denoiser.load(path, backend="ort-cpu") as denoiser:
+        with pytest.raises(ModelFormatError, match="NaN or infinite"):
+            denoiser(np.full((16, 16, 3), 128, np.uint8))
+        with pytest.raises(ModelFormatError, match="NaN or infinite"):  # the tiled path too
+            denoiser(np.full((1500, 40, 3), 128, np.uint8))
+    _cli_refuses(tmp_path, path, "NaN or infinite")
+
+
+def test_a_finite_model_still_works(tmp_path: Path) -> None:
+    with Denoiser.load(_model(tmp_path / "half.onnx", factor=0.5), backend="ort-cpu") as d:
+        assert np.array_equal(d(np.full((16, 16), 200, np.uint8)), np.full((16, 16), 100))
+
+
+def test_a_model_with_a_fixed_input_size_is_refused_on_load(tmp_path: Path) -> None:
+    path = _model(tmp_path / "fixed.onnx", shape=(1, 3, 32, 32))
+    with pytest.raises(ModelFormatError, match="fixed size 1×3×32×32"):
+        Denoiser.load(path, backend="ort-cpu")
+    _cli_refuses(tmp_path, path, "fixed size")
+
+
+def test_a_fixed_batch_of_one_is_respected(tmp_path: Path) -> None:
+    path = _model(tmp_path / "batch1.onnx", shape=(1, 3, "height", "width"))
+    with Denoiser.load(path, backend="ort-cpu") as d:
+        images = np.random.default_rng(0).integers(0, 256, (3, 16, 16, 3), np.uint8)
+        assert np.array_equal(d.batch(images), images)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty-ish"])
+def test_garbage_or_truncated_onnx_is_one_line_on_load(tmp_path: Path, damage: str) -> None:
+    good = make_onnx_model(tmp_path / "good.onnx").read_bytes()
+    path = tmp_path / f"{damage}.onnx"
+    data = {
+        "garbage": os.urandom(4096),
+        "truncated": good[: len(good) // 2],
+        "empty-ish": b"\x00",
+    }[damage]
+    path.write_bytes(data)
+    with pytest.raises(ModelFormatError, match="not a loadable ONNX model"):
+        Denoiser.load(path, backend="ort-cpu")
+    _cli_refuses(tmp_path, path, "not a loadable ONNX model")
+    assert path.read_bytes() == data
+
+
+# ------------------------------------------------------------------ misuse
+def test_a_closed_denoiser_says_so(identity_model: Path) -> None:
+    denoiser = Denoiser.load(identity_model, backend="ort-cpu")
+    denoiser.close()
+    denoiser.close()  # twice is harmless
+    image = np.zeros((16, 16, 3), np.uint8)
+    for call in (denoiser, denoiser.batch):
+        with pytest.raises(UserInputError, match="closed"):
+            call(image if call is denoiser else image[None])
+    with pytest.raises(UserInputError, match="closed"):
+        denoiser(np.zeros((3000, 16, 3), np.uint8))  # the tiled path
+    assert "identity" in repr(denoiser)  # what it was stays readable
+
+
+# ------------------------------------------------------------------ bounded memory
+def _whole_array_path(denoiser: Denoiser, image: np.ndarray) -> np.ndarray:
+    """The float-planes path (what __call__ used for every size before streaming)."""
+    layout = describe(image)
+    planes, alpha = to_planes(image[None], layout)
+    return from_planes(denoiser.denoise_planes(planes), alpha, layout)
+
+
+def test_a_large_image_streams_in_a_few_times_its_size(identity_model: Path) -> None:
+    """4000×3000 RGB in tiles of 512: numpy's peak stays about twice the uint8 input (the
+    output included), where five float32 copies would be twenty times."""
+    image = np.random.default_rng(0).integers(0, 256, (3000, 4000, 3), np.uint8)
+    with Denoiser.load(identity_model, backend="ort-cpu", tile=512, threads=1) as denoiser:
+        tracemalloc.start()
+        try:
+            out = denoiser(image)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert np.array_equal(out, image)  # the identity model comes back exactly, seams and all
+    assert peak < 3 * image.nbytes, f"peak {peak / image.nbytes:.1f}× the input"
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [((131, 203, 3), np.uint8), ((230, 197), np.uint8), ((101, 149, 4), np.uint16),
+     ((75, 150, 2), np.uint8), ((1, 300, 3), np.uint8), ((130, 85, 3), np.float32)],
+    ids=["rgb", "grey-polyphase", "rgba16", "grey-alpha", "one-row", "float"],
+)  # fmt: skip
+def test_streamed_tiles_match_the_whole_array_path(shape, dtype) -> None:
+    """The shipped model, tiled at 64: streaming changes memory, not a single value."""
+    rng = np.random.default_rng(1)
+    if dtype == np.float32:
+        image = rng.random(shape, dtype=np.float32)
+    else:
+        image = rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype)
+    with Denoiser.load(backend="ort-cpu", threads=2, tile=64, overlap=16) as denoiser:
+        assert denoiser._needs_tiles(describe(image))
+        assert np.array_equal(denoiser(image), _whole_array_path(denoiser, image))
+
+
+def test_reflect_index_matches_numpy_padding() -> None:
+    for size in (1, 2, 3, 7):
+        for padded in (size, size + 1, 3 * size + 2, 40):
+            mode = "reflect" if size > 1 else "edge"
+            expected = np.pad(np.arange(size), (0, padded - size), mode=mode)
+            assert np.array_equal(reflect_index(padded, size, edge=False), expected)
+
+
+# ------------------------------------------------------------------ no raw library output
+def test_denoise_prints_only_its_own_lines(tmp_path: Path) -> None:
+    """A real process: stderr holds n2nkit's notes and nothing from onnxruntime or Pillow."""
+    source = tmp_path / "in.png"
+    broken_exif = b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\x00\x05\x01\x12\x00\x03\x00\x00\x00\x01"
+    Image.fromarray(np.full((40, 56, 3), 99, np.uint8)).save(source, exif=broken_exif)
+    # The graph claims a 5×5 output: onnxruntime's default logger warns at every call.
+    model = _model(tmp_path / "claims.onnx", declared=("batch", 3, 5, 5))
+    done = subprocess.run(
+        [sys.executable, "-m", "n2nkit", "denoise", str(source), str(tmp_path / "o.png"),
+         "--model", str(model), "--backend", "ort-cpu"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for line in done.stderr.splitlines():
+        assert line.startswith(("note:", "error:")), done.stderr
+    assert "[W:onnxruntime" not in done.stdout + done.stderr
+    assert "Warning" not in done.stdout + done.stderr
