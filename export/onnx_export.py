@@ -33,9 +33,11 @@ def metadata_for(model: Any, ckpt: dict | None, precision: str = "fp32") -> Mode
     config = getattr(model, "config", {}) or {}
     size_multiple = int(getattr(model, "size_multiple", 1))
     min_side = size_multiple if size_multiple > 1 else int(config.get("depth", 0)) + 1
-    noise, val_psnr = "", None
+    noise, val_psnr, noise_range = "", None, ""
     if ckpt:
         noise = str((ckpt.get("config") or {}).get("noise", "") or "")
+        if ckpt.get("noise_range"):  # trained σ range (neighbor/files runs: estimated)
+            noise_range = "-".join(f"{float(v):g}" for v in ckpt["noise_range"])
         best = ckpt.get("best_val_psnr")
         if best is None:
             best = (ckpt.get("metrics") or {}).get("val_psnr")
@@ -49,6 +51,7 @@ def metadata_for(model: Any, ckpt: dict | None, precision: str = "fp32") -> Mode
         val_psnr=val_psnr,
         version=__version__,
         min_side=min_side,
+        noise_range=noise_range,
     )
 
 

@@ -255,6 +255,13 @@ class Denoiser:
         infer = self._backend.infer
         return np.concatenate([infer(x[i : i + per_call]) for i in range(0, n, per_call)])
 
+    def estimate_noise(self, image: np.ndarray) -> float:
+        """Gaussian noise σ of ``image`` on the 0-255 scale of the model's noise spec (uint8,
+        uint16 or float in [0, 1]); see :mod:`.noise_level`."""
+        from n2nkit.runtime.noise_level import estimate_sigma_255
+
+        return estimate_sigma_255(image)
+
     # -------------------------------------------------------------------- lifetime
     def close(self) -> None:
         """Release the backend; calling the Denoiser afterwards is a clear error."""

@@ -36,7 +36,15 @@ class ModelMetadata:
     val_psnr: float | None = None
     version: str = ""
     min_side: int = 1
+    noise_range: str = ""  # "LOW-HIGH": Gaussian σ (0-255) the model was trained for
     extra: dict[str, str] = field(default_factory=dict)
+
+    def sigma_range(self) -> tuple[float, float] | None:
+        """The trained Gaussian σ range: ``noise_range``, else a ``gaussian:`` noise spec's
+        (models exported before ``noise_range`` existed); None when unknown."""
+        from n2nkit.runtime.noise_level import parse_sigma_range
+
+        return parse_sigma_range(self.noise_range, self.noise)
 
     def to_props(self) -> dict[str, str]:
         """Flatten into ``{"n2nkit.key": "value"}`` strings for ONNX metadata_props."""
@@ -70,6 +78,7 @@ class ModelMetadata:
                 val_psnr=float(ours["val_psnr"]) if ours.get("val_psnr") else None,
                 version=ours.get("version", ""),
                 min_side=int(ours.get("min_side", 1)),
+                noise_range=ours.get("noise_range", ""),
                 extra={k: v for k, v in ours.items() if k not in known},
             )
         except ValueError as exc:

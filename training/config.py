@@ -14,6 +14,8 @@ SUPERVISIONS = ("noisy", "clean")  # Noise2Noise | Noise2Clean
 LOSSES = ("mse", "l1")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("step", "cosine")
+# How training pairs are made (see training/neighbor.py); None: from the data, as before.
+PAIRINGS = ("synthetic", "files", "neighbor")
 # Share of synthetic dead-leaves crops mixed into --data builtin (see docs/models.md, "Data").
 DEFAULT_SYNTHETIC_FRACTION = 0.6
 
@@ -31,6 +33,8 @@ class TrainConfig:
     (per step, over the run's epochs or its wall-clock budget, whichever ends first).
     ``synthetic_fraction`` is the share of dead-leaves crops in each batch (default: 0.6 for
     ``builtin``, 0 for folders; ``data="synthetic"`` is synthetic only).
+    ``pairs``: ``synthetic`` (noise added to clean photos), ``files`` (given noisy pairs) or
+    ``neighbor`` (pairs sub-sampled from single noisy photos); None picks from the data.
     ``epochs`` counts the run's total epochs;
     ``budget_s`` is the wall-clock limit of one invocation (training stops mid-epoch when it runs
     out, then validates and saves). ``out`` is accepted as an alias of ``out_dir``.
@@ -64,6 +68,7 @@ class TrainConfig:
     init: str | None = None
     schedule: str = "step"
     synthetic_fraction: float | None = None
+    pairs: str | None = None
     variant_kwargs: dict[str, Any] = field(default_factory=dict)
     out: InitVar[Path | None] = None
     target: InitVar[str | None] = None  # the old name of ``supervision``
@@ -97,6 +102,8 @@ class TrainConfig:
             raise UserInputError(
                 f"synthetic fraction must lie in [0, 1], got {self.synthetic_fraction}"
             )
+        if self.pairs is not None and self.pairs not in PAIRINGS:
+            raise UnknownNameError("pairing", self.pairs, PAIRINGS)
         if self.precision not in PRECISIONS:
             raise UnknownNameError("precision", self.precision, PRECISIONS)
         positive = {

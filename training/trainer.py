@@ -50,6 +50,13 @@ from n2nkit.training.data import (
 from n2nkit.training.gpu_batches import CropBank, to_float
 from n2nkit.training.metrics import psnr
 from n2nkit.training.models import create_model
+from n2nkit.training.neighbor import (
+    NEIGHBOR,
+    check_crop,
+    neighbor_loss,
+    resolve_pairs,
+    trained_noise_range,
+)
 from n2nkit.training.noise import NoiseSpec, parse_noise, quantize
 from n2nkit.training.synthetic import MixedBank, SyntheticBank, palette_from_images
 
@@ -308,6 +315,7 @@ class _Run:
     scheduler: Any
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None
+    noise_range: Any = None  # the σ range the model is trained for (export writes it)
     start_epoch: int = 0
     best_psnr: float = -math.inf
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -347,7 +355,8 @@ class _Run:
             }
         payload = build_payload(
             self.model, self.config, epoch=epoch, metrics=metrics, best_val_psnr=self.best_psnr,
-            noise=str(self.spec), resume_state=resume_state, **extra,
+            noise=str(self.spec), resume_state=resume_state, noise_range=self.noise_range,
+            **extra,
         )  # fmt: skip
         save_checkpoint(path, payload)
 
@@ -371,6 +380,8 @@ def _setup_model(config: TrainConfig, device: torch.device, fresh: bool) -> torc
         raise UserInputError(
             f"--crop {config.crop} is not a multiple of {config.variant}'s size multiple {multiple}"
         )
+    if config.pairs == NEIGHBOR:
+        check_crop(config.crop, multiple, config.variant)
     if config.init and fresh:
         _initialise(model, config)
     return model.to(device, memory_format=torch.channels_last).train()
@@ -395,6 +406,8 @@ def _setup(config: TrainConfig) -> _Run:
             "--supervision clean needs clean training images (builtin or a folder of photos); "
             f"{data.source} holds noisy pairs"
         )
+    config.pairs = resolve_pairs(config, data)
+    noise_range = trained_noise_range(config, data)  # in checkpoints; export writes it to metadata
     bank = build_train_bank(data, config, device)
     multiple = max(1, model.size_multiple)
     val = build_val_set(
@@ -409,7 +422,7 @@ def _setup(config: TrainConfig) -> _Run:
     amp_dtype = autocast_dtype(config.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
     run = _Run(config, spec, epochs, budget, run_dir, device, gen, model, bank, val, optimizer,
-               scheduler, scaler, amp_dtype)  # fmt: skip
+               scheduler, scaler, amp_dtype, noise_range)  # fmt: skip
 
     if resumed is not None:
         model.load_state_dict(resumed["state_dict"])
@@ -477,17 +490,20 @@ def _train_epoch(run: _Run, epoch: int, bar: Any, task: Any) -> dict[str, Any]:
     running = torch.zeros((), device=run.device)
     seen_steps, pairs, out_of_time = 0, 0, False
     for step in range(steps_per_epoch):
+        at = _progress_of_run(epoch + step / steps_per_epoch, run.epochs, run.elapsed_before,
+                              time.monotonic() - run.start, run.budget)  # fmt: skip
         if config.schedule == "cosine":
-            elapsed = time.monotonic() - run.start
-            done = _progress_of_run(epoch + step / steps_per_epoch, run.epochs,
-                                    run.elapsed_before, elapsed, run.budget)  # fmt: skip
             for group in run.optimizer.param_groups:
-                group["lr"] = config.lr * cosine_factor(done)
+                group["lr"] = config.lr * cosine_factor(at)
         n = min(config.batch_size, config.epoch_size - step * config.batch_size)
-        inp, tgt = make_batch(run.bank, n, run.spec, config.supervision, run.gen)
-        with run.autocast():
-            out = run.model(inp)
-        loss = criterion(out.float(), tgt)
+        if config.pairs == NEIGHBOR:  # the pair comes from one noisy crop
+            crops = run.bank.draw(n, run.gen)[0]
+            loss = neighbor_loss(run.model, crops, run.gen, at, run.autocast, criterion)
+        else:
+            inp, tgt = make_batch(run.bank, n, run.spec, config.supervision, run.gen)
+            with run.autocast():
+                out = run.model(inp)
+            loss = criterion(out.float(), tgt)
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
         run.scaler.step(run.optimizer)

@@ -215,7 +215,8 @@ def _run(jobs: list[Job], denoiser, quality: int, max_pixels: int | None, progre
             try:
                 image = read_image(job.source, max_pixels)
                 clean = denoiser(image.pixels)
-                notes = image.notes + write_image(job.target, clean, image, quality=quality)
+                notes = noise_notes(job.source.name, image.pixels, denoiser)
+                notes += image.notes + write_image(job.target, clean, image, quality=quality)
             except N2NError as exc:
                 if not progress:
                     raise
@@ -230,3 +231,14 @@ def _run(jobs: list[Job], denoiser, quality: int, max_pixels: int | None, progre
                     print_note(note)
             bar.advance(task)
     return failed
+
+
+def noise_notes(name: str, pixels, denoiser) -> list[str]:
+    """A one-line note when the image's estimated noise lies outside the model's trained range."""
+    from n2nkit.runtime.noise_level import outside_range_note
+
+    sigma_range = denoiser.metadata.sigma_range()
+    if sigma_range is None:  # unknown range (or not Gaussian noise): nothing to compare
+        return []
+    note = outside_range_note(name, denoiser.estimate_noise(pixels), sigma_range)
+    return [note] if note else []

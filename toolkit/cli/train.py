@@ -17,6 +17,12 @@ class Supervision(str, Enum):
     clean = "clean"
 
 
+class Pairs(str, Enum):
+    synthetic = "synthetic"
+    files = "files"
+    neighbor = "neighbor"
+
+
 class Loss(str, Enum):
     mse = "mse"
     l1 = "l1"
@@ -52,6 +58,15 @@ def train(
         Supervision,
         typer.Option(help="noisy = Noise2Noise; clean = Noise2Clean on the same data."),
     ] = Supervision.noisy,
+    pairs: Annotated[
+        Pairs | None,
+        typer.Option(
+            help="How training pairs are made: synthetic (--noise added to clean photos), files "
+            "(two noisy folders or a .pt file), neighbor (sub-sampled from single noisy photos; "
+            "--noise then only sets the validation noise). Default: from --data.",
+            show_default=False,
+        ),
+    ] = None,
     target: Annotated[
         Supervision | None,
         typer.Option("--target", hidden=True, help="Deprecated: the old name of --supervision."),
@@ -217,6 +232,7 @@ def train(
                 precision=precision,
                 variant_kwargs={"residual": True} if uses_residual else {},
                 init=str(init) if init else None,
+                pairs=pairs.value if pairs else None,
             ).validate()
         )
     from n2nkit.training.trainer import train as run_training
