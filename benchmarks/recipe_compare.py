@@ -29,6 +29,7 @@ ROWS = {
     "report (direct, crop 32, batch 400, step, photos only)": ["--recipe", "report"],
     "fast (residual, crop 64, batch 25, cosine, 60 % synthetic)": ["--recipe", "fast"],
     "fast, photos only (synthetic 0)": ["--recipe", "fast", "--synthetic-fraction", "0"],
+    "fast, synthetic only (--data synthetic)": ["--recipe", "fast", "--data", "synthetic"],
     "fast, crop 32 batch 100 (same pixels per step)": ["--crop", "32", "--batch-size", "100"],
     "fast, direct prediction": ["--recipe", "fast", "--direct"],
 }
