@@ -1,5 +1,5 @@
 """Write a comparison: report.json (everything), report.csv (one row per measurement),
-report.md (tables, machine and findings) and a PSNR-vs-latency plot."""
+report.md (a compact table, findings, the per-size detail folded) and a PSNR-vs-throughput plot."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from n2nkit.bench.targets import REFERENCE_SIZE
 from n2nkit.fileio import atomic_write, atomic_write_text
 
 
@@ -50,10 +49,6 @@ class Report:
         }
 
 
-def size_key(h: int, w: int, n: int) -> str:
-    return f"{h}x{w}x{n}"
-
-
 def _fmt(value: float | None, spec: str = ".2f", missing: str = "–") -> str:
     return missing if value is None else format(value, spec)
 
@@ -62,12 +57,19 @@ def write_json(report: Report, path: Path) -> None:
     atomic_write_text(path, json.dumps(report.to_dict(), indent=2) + "\n")
 
 
+def read_json(path: Path) -> Report:
+    """The report ``write_json`` wrote, to render it again (table, plot) without measuring."""
+    data = json.loads(path.read_text())
+    rows = [Row(**r) for r in data["rows"]]
+    return Report(data["machine"], data["protocol"], rows, data.get("findings", []))
+
+
 def write_csv(report: Report, path: Path) -> None:
     """Flat: one line per model × target × input size (and one per skipped row)."""
     columns = [
         "model", "variant", "target", "group", "status", "reason", "artifact", "backend",
         "threads", "size_mb", "peak_rss_mb", "noise", "psnr_db", "psnr_delta_db", "input",
-        "p50_ms", "p90_ms", "p99_ms", "runs", "mpx_per_s",
+        "p50_ms", "p90_ms", "p99_ms", "runs", "mpx_per_s", "ms_per_mp",
     ]  # fmt: skip
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns)
@@ -88,55 +90,137 @@ def write_csv(report: Report, path: Path) -> None:
                         "input": size,
                         **{k: stats.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "runs")},
                         "mpx_per_s": stats.get("mpx_per_s"),
+                        "ms_per_mp": 1000.0 / stats["mpx_per_s"]
+                        if stats.get("mpx_per_s")
+                        else None,
                     }
                 )
     atomic_write_text(path, buf.getvalue())
 
 
+# The headline throughput of every row, models and baselines alike: the test images that PSNR is
+# measured on are the one workload every row runs (the per-size timings exist for models only,
+# and a baseline at 1080×1920 would take minutes), so one unit compares like with like.
+THROUGHPUT_WORKLOAD = "per-image"
+
+
+def format_size(key: str) -> str:
+    """``"720x1280x1"`` -> ``"720×1280"``, ``"32x32x400"`` -> ``"400 × 32×32"``."""
+    if key == THROUGHPUT_WORKLOAD:
+        return "test images"
+    h, w, n = key.split("x")
+    return f"{h}×{w}" if n == "1" else f"{n} × {h}×{w}"
+
+
+def throughput(row: Row) -> float | None:
+    """Megapixels per second on the test images (p50), or None when not measured."""
+    stats = row.latency.get(THROUGHPUT_WORKLOAD) if row.status == "measured" else None
+    return stats.get("mpx_per_s") if stats else None
+
+
+def to_ms_per_mp(mpx_per_s: float | None) -> float | None:
+    """The same speed the other way round: milliseconds per megapixel."""
+    return 1000.0 / mpx_per_s if mpx_per_s else None
+
+
+def ms_per_mp(row: Row) -> float | None:
+    return to_ms_per_mp(throughput(row))
+
+
+def _num(value: float | None) -> str:
+    """Three significant digits without exponents (ms/MP and MP/s span 0.01 to 10,000)."""
+    if value is None:
+        return "–"
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+STATUS_MARK = {"measured": "✅", "skipped": "⏭ skipped", "failed": "❌ failed"}
+
+
+def compact_columns(noises: list[str]) -> list[str]:
+    """The lead table's header, in report.md and in the terminal alike."""
+    return (
+        ["model", "target", "status"]
+        + [f"PSNR {n} (dB)" for n in noises]
+        + [f"Δ {n} vs FP32 (dB)" for n in noises]
+        + ["ms/MP", "MP/s", "size (MB)"]
+    )
+
+
+def compact_cells(row: Row, noises: list[str]) -> list[str]:
+    return (
+        [row.model, row.target, STATUS_MARK.get(row.status, row.status)]
+        + [_fmt(row.psnr.get(n)) for n in noises]
+        + [_fmt(row.psnr_delta.get(n), "+.2f") for n in noises]
+        + [_num(ms_per_mp(row)), _num(throughput(row)), _fmt(row.size_mb)]
+    )
+
+
+def not_measured(report: Report) -> list[str]:
+    """One line per skipped or failed row, with its reason (kept out of the table's cells)."""
+    return [
+        f"{r.model} on {r.target}: {r.status}, {r.reason or 'no reason given'}"
+        for r in report.rows
+        if r.status != "measured"
+    ]
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return [line(header), "|" + "---|" * len(header)] + [line(r) for r in rows]
+
+
+def _md_detail(report: Report) -> list[str]:
+    """Latency per input size, one line per model × target × size, folded away."""
+    rows = []
+    for r in report.rows:
+        for key, st in r.latency.items():
+            rows.append(
+                [r.model, r.target, format_size(key),
+                 f"{st['p50_ms']:.1f} / {st['p90_ms']:.1f} / {st['p99_ms']:.1f}",
+                 str(st.get("runs", "–")), _num(st.get("mpx_per_s")), _fmt(r.peak_rss_mb, ".0f")]
+            )  # fmt: skip
+    if not rows:
+        return []
+    header = ["model", "target", "input (H×W)", "p50 / p90 / p99 ms", "runs", "MP/s",
+              "peak RSS (MB)"]  # fmt: skip
+    return [
+        "",
+        "<details><summary>Latency per input size (also in report.csv and report.json)</summary>",
+        "",
+        *_md_table(header, rows),
+        "",
+        "</details>",
+    ]
+
+
 def markdown(report: Report) -> str:
     m = report.machine
     noises = report.protocol.get("noise", [])
-    sizes: list[str] = []
-    for row in report.rows:
-        sizes += [s for s in row.latency if s not in sizes]
+    features = "/".join(m.get("cpu_features", []))
     lines = [
         "# n2nkit compare",
         "",
-        f"Machine: {m.get('cpu')} ({m.get('cores')} cores"
-        f"{', ' + '/'.join(m.get('cpu_features', [])) if m.get('cpu_features') else ''}), "
+        f"Machine: {m.get('cpu')} ({m.get('cores')} cores{', ' + features if features else ''}), "
         f"GPU: {m.get('gpu') or 'none'}; {m.get('os')}, Python {m.get('python')}.",
         "Packages: " + ", ".join(f"{k} {v}" for k, v in m.get("packages", {}).items()) + ".",
         "",
         f"PSNR: mean over the test images ({', '.join(report.protocol.get('images', []))}), "
         f"noise {', '.join(noises)} ({report.protocol.get('noise_protocol', '')}). "
-        "Δ is against the same model's FP32 ONNX. Latency: p50 / p90 / p99 in ms per call "
-        "after warm-up (runs in brackets), through the runtime's Denoiser (padding and tiling "
-        "included).",
+        "Δ is against the same model's FP32 ONNX on the CPU. Speed: p50 over the same test "
+        "images, through the runtime's Denoiser (padding and tiling included), as ms per "
+        "megapixel and megapixels per second (MP/s = 1000 / ms/MP).",
         "",
     ]
-    header = ["model", "target", "status"]
-    header += [f"PSNR {n}" for n in noises] + [f"Δ {n}" for n in noises]
-    header += [f"{s} ms" for s in sizes] + ["MP/s @ " + size_key(*REFERENCE_SIZE)]
-    header += ["size MB", "peak RSS MB"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    ref = size_key(*REFERENCE_SIZE)
-    for r in report.rows:
-        status = "measured" if r.status == "measured" else f"{r.status}: {r.reason}"
-        cells = [r.model, r.target, status]
-        cells += [_fmt(r.psnr.get(n)) for n in noises]
-        cells += [_fmt(r.psnr_delta.get(n), "+.2f") for n in noises]
-        for s in sizes:
-            st = r.latency.get(s)
-            cells.append(
-                f"{st['p50_ms']:.1f} / {st['p90_ms']:.1f} / {st['p99_ms']:.1f} ({st['runs']})"
-                if st
-                else "–"
-            )
-        cells.append(_fmt(r.latency.get(ref, {}).get("mpx_per_s")))
-        cells += [_fmt(r.size_mb), _fmt(r.peak_rss_mb, ".0f")]
-        lines.append("| " + " | ".join(cells) + " |")
+    lines += _md_table(compact_columns(noises), [compact_cells(r, noises) for r in report.rows])
+    missing = not_measured(report)
+    if missing:
+        lines += ["", "Not measured here:", ""] + [f"- {x}" for x in missing]
     if report.findings:
         lines += ["", "## Findings", ""] + [f"- {f}" for f in report.findings]
+    lines += _md_detail(report)
     return "\n".join(lines) + "\n"
 
 
@@ -144,9 +228,24 @@ def write_markdown(report: Report, path: Path) -> None:
     atomic_write_text(path, markdown(report))
 
 
+def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
+    """Which points no other point beats on both axes (higher is better on both)."""
+    return [
+        not any(
+            (x2 >= x and y2 >= y) and (x2 > x or y2 > y) for j, (x2, y2) in enumerate(points)
+            if j != i
+        )
+        for i, (x, y) in enumerate(points)
+    ]  # fmt: skip
+
+
+MARKERS = {"baseline": "s", "mobile-like": "^", "desktop-cpu": "o", "desktop-gpu": "D"}
+
+
 def write_plot(report: Report, path: Path) -> bool:
-    """PSNR (first noise level) against p50 latency at the reference size, one point per
-    model × target; baselines at their own per-image latency. False if matplotlib is absent."""
+    """PSNR (first noise level) against throughput on the test images, one point per
+    model × target and per baseline, a legend, and the Pareto front. False if matplotlib is
+    absent or nothing was measured."""
     try:
         import matplotlib
 
@@ -157,23 +256,37 @@ def write_plot(report: Report, path: Path) -> bool:
     noises = report.protocol.get("noise", [])
     if not noises:
         return False
-    noise, ref = noises[0], size_key(*REFERENCE_SIZE)
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
-    for r in report.rows:
-        if r.status != "measured" or noise not in r.psnr:
-            continue
-        stats = r.latency.get(ref) or r.latency.get("per-image")
-        if not stats:
-            continue
-        marker = "s" if r.group == "baseline" else ("^" if r.group == "mobile-like" else "o")
-        ax.scatter(stats["p50_ms"], r.psnr[noise], marker=marker)
-        ax.annotate(f"{r.model}\n{r.target}", (stats["p50_ms"], r.psnr[noise]), fontsize=6,
-                    xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    noise = noises[0]
+    rows = [r for r in report.rows if throughput(r) and noise in r.psnr]
+    if not rows:
+        return False
+    points = [(throughput(r), r.psnr[noise]) for r in rows]
+    models = list(dict.fromkeys(r.model for r in rows))
+    colors = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=110)
+    for r, (x, y) in zip(rows, points, strict=True):
+        label = r.model if r.group == "baseline" else f"{r.model} · {r.target}"
+        ax.scatter(
+            x,
+            y,
+            s=60,
+            marker=MARKERS.get(r.group, "o"),
+            zorder=3,
+            label=label,
+            color=colors(models.index(r.model) % 10),
+            edgecolors="black",
+            linewidths=0.5,
+        )
+    front = sorted(p for p, on in zip(points, pareto_front(points), strict=True) if on)
+    ax.plot([p[0] for p in front], [p[1] for p in front], "--", color="0.3", lw=1.2, zorder=2,
+            label="Pareto front (nothing both faster and better)")  # fmt: skip
     ax.set_xscale("log")
-    ax.set_xlabel(f"p50 latency, ms (models: {ref.replace('x1', '')} frame; baselines: per image)")
-    ax.set_ylabel(f"PSNR, dB ({noise})")
-    ax.set_title("n2nkit compare: quality vs speed per model × target")
+    ax.set_xlabel("throughput on the test images, MP/s (p50, log scale; right is faster)")
+    ax.set_ylabel(f"PSNR, dB (mean over the test images, {noise})")
+    ax.set_title(f"n2nkit compare: quality vs speed at {noise}")
     ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
+              title="model · target (marker: group)", title_fontsize=8)  # fmt: skip
     try:
         save = lambda f: fig.savefig(f, format="png", bbox_inches="tight")  # noqa: E731
         atomic_write(path, save, suffix=".png")
