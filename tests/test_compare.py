@@ -134,13 +134,16 @@ def test_baseline_speed_finding_uses_the_fastest_target_within_the_psnr_budget()
     rows[1].latency["per-image"]["p50_ms"] = 90.0
     (line,) = _baseline_findings(Report({}, {}, rows), ["m"], "g")
     assert "89× on mobile-int8-2t" in line and "misses the ≥100× target" in line
+    rows[0].latency["per-image"]["p50_ms"] = 16000.0  # a baseline faster than the model
+    (line,) = _baseline_findings(Report({}, {}, rows), ["m"], "g")
+    assert "2.0× slower per test image on this CPU" in line and "0.5×" not in line
 
 
 # --- the report a person reads: compact table, H×W sizes, one speed unit, the Pareto front ---
 
 NOISE = "gaussian:25"
-COMPACT = ["model", "target", "status", f"PSNR {NOISE} (dB)", f"Δ {NOISE} vs FP32 (dB)",
-           "ms/MP", "MP/s", "size (MB)"]  # fmt: skip
+COMPACT = ["model", "target", "status", f"PSNR {NOISE}", f"Δ {NOISE}", "ms/MP", "MP/s",
+           "size MB"]  # fmt: skip
 
 
 def _made_up_report():

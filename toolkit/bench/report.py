@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,16 +135,22 @@ def _num(value: float | None) -> str:
     return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
+LEGEND = (
+    "PSNR and Δ in dB; Δ against the same model's FP32 ONNX on the CPU. ms/MP and MP/s: p50 "
+    "over the test images, through the runtime's Denoiser (padding and tiling included); "
+    "MP/s = 1000 / ms/MP. size: the artifact file."
+)
 STATUS_MARK = {"measured": "✅", "skipped": "⏭ skipped", "failed": "❌ failed"}
 
 
 def compact_columns(noises: list[str]) -> list[str]:
-    """The lead table's header, in report.md and in the terminal alike."""
+    """The lead table's header, in report.md and in the terminal alike (:data:`LEGEND` says
+    what the columns mean)."""
     return (
         ["model", "target", "status"]
-        + [f"PSNR {n} (dB)" for n in noises]
-        + [f"Δ {n} vs FP32 (dB)" for n in noises]
-        + ["ms/MP", "MP/s", "size (MB)"]
+        + [f"PSNR {n}" for n in noises]
+        + [f"Δ {n}" for n in noises]
+        + ["ms/MP", "MP/s", "size MB"]
     )
 
 
@@ -208,10 +215,7 @@ def markdown(report: Report) -> str:
         "Packages: " + ", ".join(f"{k} {v}" for k, v in m.get("packages", {}).items()) + ".",
         "",
         f"PSNR: mean over the test images ({', '.join(report.protocol.get('images', []))}), "
-        f"noise {', '.join(noises)} ({report.protocol.get('noise_protocol', '')}). "
-        "Δ is against the same model's FP32 ONNX on the CPU. Speed: p50 over the same test "
-        "images, through the runtime's Denoiser (padding and tiling included), as ms per "
-        "megapixel and megapixels per second (MP/s = 1000 / ms/MP).",
+        f"noise {', '.join(noises)} ({report.protocol.get('noise_protocol', '')}). " + LEGEND,
         "",
     ]
     lines += _md_table(compact_columns(noises), [compact_cells(r, noises) for r in report.rows])
@@ -239,7 +243,51 @@ def pareto_front(points: list[tuple[float, float]]) -> list[bool]:
     ]  # fmt: skip
 
 
-MARKERS = {"baseline": "s", "mobile-like": "^", "desktop-cpu": "o", "desktop-gpu": "D"}
+# Colour = target, marker = model: every point is one (colour, marker) pair, and the legend
+# lists each target and each model once instead of every pair.
+MODEL_MARKERS = ("o", "^", "D", "v", "P", "h", "<", ">")
+BASELINE_MARKERS = ("s", "X", "*", "p")
+
+
+def _styles(rows: list[Row]) -> tuple[list[dict[str, Any]], list[tuple[str, dict[str, Any]]]]:
+    """Scatter keywords per row, and the legend's (label, keywords) entries under headings."""
+    import matplotlib.pyplot as plt
+
+    models = list(dict.fromkeys(r.model for r in rows if r.group != "baseline"))
+    targets = list(dict.fromkeys(r.target for r in rows if r.group != "baseline"))
+    baselines = list(dict.fromkeys(r.model for r in rows if r.group == "baseline"))
+    colors = plt.get_cmap("tab10" if len(targets) <= 10 else "tab20")
+    color = {t: colors(i % colors.N) for i, t in enumerate(targets)}
+    marker = {m: MODEL_MARKERS[i % len(MODEL_MARKERS)] for i, m in enumerate(models)}
+    marker |= {b: BASELINE_MARKERS[i % len(BASELINE_MARKERS)] for i, b in enumerate(baselines)}
+    per_row = [
+        {"marker": marker[r.model], "color": "0.15" if r.group == "baseline" else color[r.target]}
+        for r in rows
+    ]
+    heading = {"marker": "", "color": "none"}
+    legend = [("colour: target", heading)]
+    legend += [(t, {"marker": "o", "color": color[t]}) for t in targets]
+    legend += [("marker: model", heading)]
+    legend += [(m, {"marker": marker[m], "color": "0.6"}) for m in models]
+    if baselines:
+        legend += [("classical baseline", heading)]
+        legend += [(b, {"marker": marker[b], "color": "0.15"}) for b in baselines]
+    return per_row, legend
+
+
+def _plain_log_ticks(ax: Any, xs: list[float]) -> None:
+    """At least a factor of 6 around the points, ticked 0.1, 0.2, 0.3, 0.5, 1 … in plain
+    numbers (not 3×10⁻¹), so that a narrow range still shows labelled ticks."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    lo, hi = min(xs), max(xs)
+    half = max(math.log10(hi / lo) / 2 + 0.1, 0.4)  # decades each side of the middle
+    mid = math.sqrt(lo * hi)
+    ax.set_xlim(mid / 10**half, mid * 10**half)
+    subs = (1.0, 2.0, 3.0, 5.0) if half < 1 else (1.0, 2.0, 5.0) if half < 2.5 else (1.0,)
+    ax.xaxis.set_major_locator(LogLocator(subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def write_plot(report: Report, path: Path) -> bool:
@@ -261,32 +309,30 @@ def write_plot(report: Report, path: Path) -> bool:
     if not rows:
         return False
     points = [(throughput(r), r.psnr[noise]) for r in rows]
-    models = list(dict.fromkeys(r.model for r in rows))
-    colors = plt.get_cmap("tab10")
+    from matplotlib.lines import Line2D
+
+    per_row, legend = _styles(rows)
     fig, ax = plt.subplots(figsize=(10, 5.5), dpi=110)
-    for r, (x, y) in zip(rows, points, strict=True):
-        label = r.model if r.group == "baseline" else f"{r.model} · {r.target}"
-        ax.scatter(
-            x,
-            y,
-            s=60,
-            marker=MARKERS.get(r.group, "o"),
-            zorder=3,
-            label=label,
-            color=colors(models.index(r.model) % 10),
-            edgecolors="black",
-            linewidths=0.5,
-        )
+    for (x, y), style in zip(points, per_row, strict=True):
+        ax.scatter(x, y, s=60, zorder=3, edgecolors="black", linewidths=0.5, **style)
     front = sorted(p for p, on in zip(points, pareto_front(points), strict=True) if on)
-    ax.plot([p[0] for p in front], [p[1] for p in front], "--", color="0.3", lw=1.2, zorder=2,
-            label="Pareto front (nothing both faster and better)")  # fmt: skip
+    front_label = "Pareto front (nothing is both faster and better)"
+    front_style = {"ls": "--", "marker": "o", "color": "0.3", "lw": 1.2, "ms": 15, "mfc": "none"}
+    ax.plot([p[0] for p in front], [p[1] for p in front], zorder=2, **front_style)
+    ax.margins(y=0.12)  # room for the Pareto rings at the top and bottom
     ax.set_xscale("log")
+    _plain_log_ticks(ax, [x for x, _ in points])
     ax.set_xlabel("throughput on the test images, MP/s (p50, log scale; right is faster)")
     ax.set_ylabel(f"PSNR, dB (mean over the test images, {noise})")
     ax.set_title(f"n2nkit compare: quality vs speed at {noise}")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
-              title="model · target (marker: group)", title_fontsize=8)  # fmt: skip
+    handles = [Line2D([], [], ls="none", ms=8, mec="black", mew=0.5, **kw) for _, kw in legend]
+    handles.append(Line2D([], [], **front_style))
+    labels = [label for label, _ in legend] + [front_label]
+    box = ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                    frameon=False)  # fmt: skip
+    for text, (_, kw) in zip(box.get_texts(), legend, strict=False):
+        text.set_fontweight("bold" if not kw["marker"] else "normal")  # the headings
     try:
         save = lambda f: fig.savefig(f, format="png", bbox_inches="tight")  # noqa: E731
         atomic_write(path, save, suffix=".png")

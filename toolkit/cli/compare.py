@@ -160,12 +160,13 @@ def _print_report(console, report) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from n2nkit.bench.report import compact_cells, compact_columns, not_measured
+    from n2nkit.bench.report import LEGEND, compact_cells, compact_columns, not_measured
 
     noises = report.protocol["noise"]
-    table = Table(title=f"n2nkit compare — {report.machine['cpu']}, GPU: {report.machine['gpu']}")
-    for col in compact_columns(noises):
-        table.add_column(col, overflow="fold")
+    title = f"n2nkit compare — {report.machine['cpu']}, GPU: {report.machine['gpu']}"
+    table = Table(title=title, caption=LEGEND)
+    for i, col in enumerate(compact_columns(noises)):
+        table.add_column(col, no_wrap=i < 3, justify="left" if i < 3 else "right")
     for row in report.rows:
         table.add_row(*(escape(c) for c in compact_cells(row, noises)))
     console.print(table)
