@@ -185,6 +185,25 @@ def test_markdown_leads_with_the_compact_table() -> None:
     assert "n2n on gpu-trt-fp16: skipped, no trt-fp16 artifact" in md  # the reason, below
 
 
+def test_terminal_prints_the_same_compact_table() -> None:
+    from rich.console import Console
+
+    from n2nkit.bench.report import compact_cells, markdown
+    from n2nkit.cli.compare import _print_report
+
+    report = _made_up_report()
+    console = Console(record=True, width=200)
+    _print_report(console, report)
+    text = console.export_text()
+    header = next(x for x in text.splitlines() if "model" in x and "target" in x)
+    assert [c.strip() for c in header.strip("┃ ").split("┃")] == COMPACT
+    for row in report.rows:  # every cell as in report.md
+        line = next(x for x in text.splitlines() if f" {row.model} " in x and row.target in x)
+        assert [c.strip() for c in line.strip("│ ").split("│")] == compact_cells(row, [NOISE])
+    assert _md_table_rows(markdown(report))[1:] == [compact_cells(r, [NOISE]) for r in report.rows]
+    assert "no trt-fp16 artifact" in text
+
+
 def test_sizes_print_as_height_by_width() -> None:
     from n2nkit.bench.report import format_size, markdown
 
