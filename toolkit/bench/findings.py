@@ -142,7 +142,7 @@ def _baseline_findings(report: Report, models: list[str], noise: str) -> list[st
                 if fastest is not None and fastest.target != row.target:
                     best = base_ms / _p50(fastest, "per-image")
                     delta = fastest.psnr_delta.get(noise, 0.0)
-                    speed += f", {_times(best)} on {fastest.target} ({delta:+.2f} dB)"
+                    speed += f", {_faster(best)} on {fastest.target} ({delta:+.2f} dB)"
                     ratio = max(ratio, best)
                 if name == "bm3d":  # the issues' target: at least 100× faster than BM3D
                     speed += f"; {'meets' if ratio >= 100 else 'misses'} the ≥100× target"

@@ -165,10 +165,14 @@ def _print_report(console, report) -> None:
     noises = report.protocol["noise"]
     title = f"n2nkit compare — {report.machine['cpu']}, GPU: {report.machine['gpu']}"
     table = Table(title=title, caption=LEGEND)
+    cells = [compact_cells(row, noises) for row in report.rows]
     for i, col in enumerate(compact_columns(noises)):
-        table.add_column(col, no_wrap=i < 3, justify="left" if i < 3 else "right")
-    for row in report.rows:
-        table.add_row(*(escape(c) for c in compact_cells(row, noises)))
+        # numbers are never cut: a narrow terminal folds the headers instead
+        widest = max((len(r[i]) for r in cells), default=1)
+        table.add_column(col, justify="left" if i < 3 else "right", min_width=widest,
+                         no_wrap=i < 3, overflow="fold")  # fmt: skip
+    for row in cells:
+        table.add_row(*(escape(c) for c in row))
     console.print(table)
     for line in not_measured(report):
         console.print(f"  {escape(line)}", soft_wrap=True)
