@@ -130,7 +130,145 @@ def test_baseline_speed_finding_uses_the_fastest_target_within_the_psnr_budget()
     ]
     (line,) = _baseline_findings(Report({}, {}, rows), ["m"], "g")
     assert "80× faster per test image on this CPU (cpu-fp32)" in line
-    assert "160× on mobile-int8-2t (-0.10 dB)" in line and "meets the ≥100× target" in line
+    assert "160× faster on mobile-int8-2t (-0.10 dB)" in line and "meets the ≥100× target" in line
     rows[1].latency["per-image"]["p50_ms"] = 90.0
     (line,) = _baseline_findings(Report({}, {}, rows), ["m"], "g")
-    assert "89× on mobile-int8-2t" in line and "misses the ≥100× target" in line
+    assert "89× faster on mobile-int8-2t" in line and "misses the ≥100× target" in line
+    rows[0].latency["per-image"]["p50_ms"] = 16000.0  # a baseline faster than the model
+    (line,) = _baseline_findings(Report({}, {}, rows), ["m"], "g")
+    assert "2.0× slower per test image on this CPU" in line and "0.5×" not in line
+
+
+# --- the report a person reads: compact table, H×W sizes, one speed unit, the Pareto front ---
+
+NOISE = "gaussian:25"
+COMPACT = ["model", "target", "status", f"PSNR {NOISE}", f"Δ {NOISE}", "ms/MP", "MP/s",
+           "size MB"]  # fmt: skip
+
+
+def _made_up_report():
+    from n2nkit.bench.report import Report, Row
+
+    def stats(ms: float, mpx: float, runs: int = 3) -> dict:
+        return {"p50_ms": ms, "p90_ms": ms * 1.1, "p99_ms": ms * 1.2, "runs": runs,
+                "mpx_per_s": mpx}  # fmt: skip
+
+    rows = [
+        Row("n2n", "cpu-fp32", "desktop-cpu", "measured", size_mb=3.9, psnr={NOISE: 30.1},
+            psnr_delta={NOISE: 0.0}, latency={"per-image": stats(80.0, 3.3),
+            "1080x1920x1": stats(600.0, 3.46)}, peak_rss_mb=200.0),
+        Row("n2n", "mobile-int8-1t", "mobile-like", "measured", size_mb=1.0, psnr={NOISE: 29.9},
+            psnr_delta={NOISE: -0.2}, latency={"per-image": stats(40.0, 6.6),
+            "720x1280x1": stats(140.0, 6.58), "32x32x400": stats(60.0, 6.8)}),
+        Row("n2n", "gpu-trt-fp16", "desktop-gpu", "skipped", reason="no trt-fp16 artifact"),
+        Row("nlm", "cpu-python", "baseline", "measured", psnr={NOISE: 28.0},
+            latency={"per-image": stats(900.0, 0.29)}),
+    ]  # fmt: skip
+    return Report({"cpu": "test CPU", "cores": 2, "gpu": None}, {"noise": [NOISE]}, rows)
+
+
+def _md_table_rows(md: str) -> list[list[str]]:
+    """The first markdown table's lines, split into cells (header first)."""
+    lines = [x for x in md.split("\n\n") if x.startswith("| model")][0].splitlines()
+    return [[c.strip() for c in x.strip("|").split("|")] for x in lines if "---|" not in x]
+
+
+def test_markdown_leads_with_the_compact_table() -> None:
+    from n2nkit.bench.report import markdown
+
+    md = markdown(_made_up_report())
+    table = _md_table_rows(md)
+    assert table[0] == COMPACT
+    assert [r[:3] for r in table[1:]] == [["n2n", "cpu-fp32", "✅"],
+        ["n2n", "mobile-int8-1t", "✅"], ["n2n", "gpu-trt-fp16", "⏭"],
+        ["nlm", "cpu-python", "✅"]]  # fmt: skip
+    assert "n2n on gpu-trt-fp16: skipped, no trt-fp16 artifact" in md  # the reason, below
+
+
+def test_terminal_prints_the_same_compact_table() -> None:
+    from rich.console import Console
+
+    from n2nkit.bench.report import compact_cells, markdown
+    from n2nkit.cli.compare import _print_report
+
+    report = _made_up_report()
+    console = Console(record=True, width=200)
+    _print_report(console, report)
+    text = console.export_text()
+    header = next(x for x in text.splitlines() if "model" in x and "target" in x)
+    assert [c.strip() for c in header.strip("┃ ").split("┃")] == COMPACT
+    for row in report.rows:  # every cell as in report.md
+        line = next(x for x in text.splitlines() if f" {row.model} " in x and row.target in x)
+        assert [c.strip() for c in line.strip("│ ").split("│")] == compact_cells(row, [NOISE])
+    assert _md_table_rows(markdown(report))[1:] == [compact_cells(r, [NOISE]) for r in report.rows]
+    assert "no trt-fp16 artifact" in text
+
+
+def test_sizes_print_as_height_by_width() -> None:
+    from n2nkit.bench.report import format_size, markdown
+
+    assert format_size("720x1280x1") == "720×1280"
+    assert format_size("32x32x400") == "400 × 32×32"
+    md = markdown(_made_up_report())
+    assert "| 720×1280 |" in md and "| 1080×1920 |" in md and "| 400 × 32×32 |" in md
+    assert "720280" not in md and "720x1280" not in md
+
+
+def _assert_speed_units_agree(md: str) -> None:
+    table = _md_table_rows(md)
+    ms_col, mpx_col = table[0].index("ms/MP"), table[0].index("MP/s")
+    measured = [r for r in table[1:] if r[2] == "✅"]
+    assert measured
+    for row in measured:
+        ms, mpx = float(row[ms_col]), float(row[mpx_col])
+        assert ms == pytest.approx(1000.0 / mpx, rel=0.01), row  # 3 significant digits each
+
+
+def test_ms_per_megapixel_matches_megapixels_per_second() -> None:
+    from n2nkit.bench.report import markdown
+
+    _assert_speed_units_agree(markdown(_made_up_report()))
+
+
+def test_report_md_speed_units_agree(report_dir: Path) -> None:
+    md = (report_dir / "report.md").read_text()
+    assert _md_table_rows(md)[0] == COMPACT
+    _assert_speed_units_agree(md)
+
+
+def test_pareto_front_marks_exactly_the_non_dominated_points() -> None:
+    from n2nkit.bench.report import pareto_front
+
+    points = [
+        (1.0, 33.0),  # slowest, best: on the front
+        (10.0, 30.0),  # on the front
+        (5.0, 29.0),  # dominated by (10, 30)
+        (100.0, 25.0),  # fastest: on the front
+        (10.0, 28.0),  # dominated by (10, 30): as fast, worse
+        (50.0, 25.0),  # dominated by (100, 25): as good, slower
+        (0.5, 20.0),  # dominated by everything above it
+    ]
+    assert pareto_front(points) == [True, True, False, True, False, False, False]
+    assert pareto_front([(1.0, 1.0), (1.0, 1.0)]) == [True, True]  # ties dominate nothing
+    assert pareto_front([]) == []
+
+
+def test_plot_is_a_png_of_readable_size(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from n2nkit.bench.report import write_plot
+
+    path = tmp_path / "plot.png"
+    assert write_plot(_made_up_report(), path)
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    assert 800 <= width <= 2400 and 400 <= height <= 1400, (width, height)
+    assert 10_000 < path.stat().st_size < 2_000_000
+
+
+def test_read_json_gives_back_the_report(tmp_path: Path) -> None:
+    from n2nkit.bench.report import markdown, read_json, write_json
+
+    report = _made_up_report()
+    write_json(report, tmp_path / "report.json")
+    assert markdown(read_json(tmp_path / "report.json")) == markdown(report)

@@ -138,11 +138,11 @@ def _baseline_findings(report: Report, models: list[str], noise: str) -> list[st
             model_ms, base_ms = _p50(row, "per-image"), _p50(base, "per-image")
             if model_ms and base_ms:
                 ratio = base_ms / model_ms
-                speed = f", {_times(ratio)} faster per test image on this CPU (cpu-fp32)"
+                speed = f", {_faster(ratio)} per test image on this CPU (cpu-fp32)"
                 if fastest is not None and fastest.target != row.target:
                     best = base_ms / _p50(fastest, "per-image")
                     delta = fastest.psnr_delta.get(noise, 0.0)
-                    speed += f", {_times(best)} on {fastest.target} ({delta:+.2f} dB)"
+                    speed += f", {_faster(best)} on {fastest.target} ({delta:+.2f} dB)"
                     ratio = max(ratio, best)
                 if name == "bm3d":  # the issues' target: at least 100× faster than BM3D
                     speed += f"; {'meets' if ratio >= 100 else 'misses'} the ≥100× target"
@@ -155,6 +155,11 @@ def _baseline_findings(report: Report, models: list[str], noise: str) -> list[st
 
 def _times(ratio: float) -> str:
     return f"{ratio:.{0 if ratio >= 10 else 1}f}×"
+
+
+def _faster(ratio: float) -> str:
+    """``2.0`` -> "2.0× faster", ``0.5`` -> "2.0× slower" (never "0.5× faster")."""
+    return f"{_times(ratio)} faster" if ratio >= 1 else f"{_times(1 / ratio)} slower"
 
 
 def findings(report: Report, entries: list[ModelEntry]) -> list[str]:
@@ -174,7 +179,7 @@ def findings(report: Report, entries: list[ModelEntry]) -> list[str]:
     lines += _deeper_findings(report, entries, noise)
     lines += _baseline_findings(report, models, noise)
     if skipped:
-        lines.append(f"Targets skipped here (reasons in the table): {', '.join(skipped)}.")
+        lines.append(f"Targets skipped here (reasons under the table): {', '.join(skipped)}.")
     if skipped_baselines:
         lines.append(f"Baselines skipped here: {', '.join(skipped_baselines)}.")
     return lines

@@ -127,7 +127,7 @@ def run_compare(
 ) -> dict[str, Path]:
     """Shared by ``compare`` and ``pipeline``: measure with a spinner, print, write files."""
     from n2nkit.bench.compare import compare as run
-    from n2nkit.bench.report import markdown, write_all
+    from n2nkit.bench.report import write_all
     from n2nkit.cli.console import console
     from n2nkit.errors import UserInputError
 
@@ -149,7 +149,6 @@ def run_compare(
         )
     paths = write_all(report, out)
     _print_report(console, report)
-    console.print(markdown(report).split("## Findings")[-1] if report.findings else "")
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
     return paths
 
@@ -168,28 +167,27 @@ def _print_targets(console, targets) -> None:
 
 
 def _print_report(console, report) -> None:
+    """The same compact table as report.md's, then what was not measured and the findings."""
     from rich.markup import escape
     from rich.table import Table
 
-    from n2nkit.bench.report import size_key
-    from n2nkit.bench.targets import REFERENCE_SIZE
+    from n2nkit.bench.report import LEGEND, compact_cells, compact_columns, not_measured
 
-    noise = report.protocol["noise"][0]
-    ref = size_key(*REFERENCE_SIZE)
-    table = Table(title=f"n2nkit compare — {report.machine['cpu']}, GPU: {report.machine['gpu']}")
-    for col in ("model", "target", f"PSNR {noise}", "Δ dB", f"p50 ms {ref}", "MP/s", "status"):
-        table.add_column(col, overflow="fold")
-    for r in report.rows:
-        stats = r.latency.get(ref) or r.latency.get("per-image") or {}
-        table.add_row(
-            r.model,
-            r.target,
-            f"{r.psnr[noise]:.2f}" if noise in r.psnr else "–",
-            f"{r.psnr_delta[noise]:+.2f}" if noise in r.psnr_delta else "–",
-            f"{stats['p50_ms']:.1f}" if stats else "–",
-            f"{stats['mpx_per_s']:.2f}" if stats else "–",
-            "✅"
-            if r.status == "measured"
-            else f"{'⏭' if r.status == 'skipped' else '❌'} {escape(r.reason)}",
-        )
+    noises = report.protocol["noise"]
+    title = f"n2nkit compare — {report.machine['cpu']}, GPU: {report.machine['gpu']}"
+    table = Table(title=title, caption=LEGEND)
+    cells = [compact_cells(row, noises) for row in report.rows]
+    for i, col in enumerate(compact_columns(noises)):
+        # numbers are never cut: a narrow terminal folds the headers instead
+        widest = max((len(r[i]) for r in cells), default=1)
+        table.add_column(col, justify="left" if i < 3 else "right", min_width=widest,
+                         no_wrap=i < 3, overflow="fold")  # fmt: skip
+    for row in cells:
+        table.add_row(*(escape(c) for c in row))
     console.print(table)
+    for line in not_measured(report):
+        console.print(f"  {escape(line)}", soft_wrap=True)
+    if report.findings:
+        console.print("\n[bold]Findings[/bold]")
+        for finding in report.findings:
+            console.print(f"- {escape(finding)}")
