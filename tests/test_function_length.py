@@ -14,7 +14,7 @@ FOLDERS = ("toolkit", "training", "export", "runtime")
 MAX_LINES = 80
 # Known, reported, owned elsewhere: name -> the most lines it may have until it is split.
 # (cli/train.py's body is mostly the TrainConfig keyword list and the results table.)
-KNOWN = {"toolkit/cli/train.py::train": 81}
+KNOWN: dict[str, int] = {}  # functions allowed over the limit, with their ceiling
 
 
 def long_functions(limit: int = MAX_LINES) -> dict[str, int]:

@@ -184,8 +184,6 @@ def train(
 
     Several GPUs: ``torchrun --nproc-per-node N -m n2nkit train ...`` (DistributedDataParallel).
     """
-    from rich.table import Table
-
     from n2nkit.cli.console import console
     from n2nkit.training.config import TrainConfig, parse_duration
     from n2nkit.training.models import parse_variants
@@ -252,17 +250,24 @@ def train(
             f"epochs -> {result.best_checkpoint}"
         )
     if len(results) > 1 and not results[0].rank:
-        table = Table(title="n2nkit train")
-        for col in ("variant", "epochs", "val PSNR", "gain", "best checkpoint"):
-            table.add_column(
-                col, justify="left" if col in ("variant", "best checkpoint") else "right"
-            )
-        for config, r in zip(configs, results, strict=True):
-            table.add_row(
-                config.variant,
-                str(r.epochs_completed),
-                f"{r.best_val_psnr:.2f} dB",
-                f"{r.best_val_psnr - r.val_psnr_noisy:+.2f} dB",
-                str(r.best_checkpoint),
-            )
-        console.print(table)
+        _print_summary(configs, results)
+
+
+def _print_summary(configs: list, results: list) -> None:
+    """One table row per variant trained in this call."""
+    from rich.table import Table
+
+    from n2nkit.cli.console import console
+
+    table = Table(title="n2nkit train")
+    for col in ("variant", "epochs", "val PSNR", "gain", "best checkpoint"):
+        table.add_column(col, justify="left" if col in ("variant", "best checkpoint") else "right")
+    for config, r in zip(configs, results, strict=True):
+        table.add_row(
+            config.variant,
+            str(r.epochs_completed),
+            f"{r.best_val_psnr:.2f} dB",
+            f"{r.best_val_psnr - r.val_psnr_noisy:+.2f} dB",
+            str(r.best_checkpoint),
+        )
+    console.print(table)
