@@ -119,10 +119,9 @@ def run_compare(
     from n2nkit.bench.compare import compare as run
     from n2nkit.bench.report import markdown, write_all
     from n2nkit.cli.console import console
-    from n2nkit.errors import UserInputError
+    from n2nkit.fileio import check_out_dir
 
-    if out.exists() and not out.is_dir():
-        raise UserInputError(f"--out {out} exists and is not a folder")
+    check_out_dir(out)  # before minutes of measurement, not after
     with console.status("measuring…") as status:
         report = run(
             models,
