@@ -358,7 +358,7 @@ def export_model(
                                   say=say)  # fmt: skip
     except BaseException:
         if created and not scan(out_dir):
-            shutil.rmtree(out_dir, ignore_errors=True)  # a failed export leaves no empty --out
+            shutil.rmtree(created, ignore_errors=True)  # a failed export leaves no empty --out
         raise
 
 

@@ -79,13 +79,16 @@ def _read_only_fs(folder: Path) -> bool:
     return bool(st.f_flag & os.ST_RDONLY)
 
 
-def make_out_dir(path: Path, option: str = "--out") -> bool:
-    """:func:`check_out_dir`, then create it; True when this call created it (so a failed
-    command removes only what it created)."""
+def make_out_dir(path: Path, option: str = "--out") -> Path | None:
+    """:func:`check_out_dir`, then create it (and missing parents); the topmost folder this
+    call created, None when it existed (so a failed command removes only what it created)."""
     from n2nkit.errors import UserInputError
 
     path = check_out_dir(path, option)
-    created = not path.exists()
+    created = None
+    probe = path.absolute()
+    while not probe.exists() and probe.parent != probe:
+        created, probe = probe, probe.parent
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

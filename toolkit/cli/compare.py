@@ -119,23 +119,30 @@ def run_compare(
     from n2nkit.bench.compare import compare as run
     from n2nkit.bench.report import markdown, write_all
     from n2nkit.cli.console import console
-    from n2nkit.fileio import check_out_dir
+    from n2nkit.fileio import make_out_dir
 
-    check_out_dir(out)  # before minutes of measurement, not after
-    with console.status("measuring…") as status:
-        report = run(
-            models,
-            targets,
-            noises,
-            budget_s=budget,
-            min_runs=min_runs,
-            warmup=warmup,
-            baselines=baselines,
-            seed=seed,
-            clip_noise=clip_noise,
-            on_step=lambda msg: status.update(f"measuring: {msg}"),
-        )
-    paths = write_all(report, out)
+    created = make_out_dir(out)  # before minutes of measurement, not after
+    try:
+        with console.status("measuring…") as status:
+            report = run(
+                models,
+                targets,
+                noises,
+                budget_s=budget,
+                min_runs=min_runs,
+                warmup=warmup,
+                baselines=baselines,
+                seed=seed,
+                clip_noise=clip_noise,
+                on_step=lambda msg: status.update(f"measuring: {msg}"),
+            )
+        paths = write_all(report, out)
+    except BaseException:
+        if created and not any(Path(out).iterdir()):
+            import shutil
+
+            shutil.rmtree(created, ignore_errors=True)  # a failed compare leaves no empty --out
+        raise
     _print_report(console, report)
     console.print(markdown(report).split("## Findings")[-1] if report.findings else "")
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))

@@ -82,7 +82,7 @@ def pipeline(
     from n2nkit.cli.console import console
     from n2nkit.errors import UserInputError
     from n2nkit.export.onnx_export import require_export_packages
-    from n2nkit.fileio import check_out_dir
+    from n2nkit.fileio import check_out_dir, make_out_dir
     from n2nkit.pipeline_state import PipelineState, clear
     from n2nkit.training.config import TrainConfig, parse_duration
     from n2nkit.training.models import parse_variants
@@ -95,7 +95,7 @@ def pipeline(
     require_export_packages()  # the export step's packages, before minutes of training
     if fresh and out.exists():
         clear(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out)
     targets = select_targets(target)  # an unknown target fails now, not after training
     state = PipelineState(out)
     batch = batch_size or _default_batch(device)

@@ -37,7 +37,6 @@ COMMAND_ONLY = ("resume", "out", "progress", "overwrite")
 def resume_note(ctx: typer.Context) -> str | None:
     """The note a ``--resume`` with other options prints: which of the given options the
     resume keeps from the checkpoint (ignoring this call's values) and which it takes."""
-    from click.core import ParameterSource
 
     def flag(name: str) -> str:
         return "--" + name.replace("_", "-")
@@ -45,7 +44,8 @@ def resume_note(ctx: typer.Context) -> str | None:
     given = [
         name
         for name in ctx.params
-        if ctx.get_parameter_source(name) not in (None, ParameterSource.DEFAULT)
+        # click's ParameterSource (vendored by newer typer): compared by name
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
         and name not in COMMAND_ONLY
     ]
     kept = [flag(n) for n in given if n not in RESUME_TAKES]
