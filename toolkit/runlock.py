@@ -4,7 +4,7 @@ Two ``n2nkit train`` runs into one ``--out`` would overwrite each other's checkp
 their metrics. :func:`hold` takes an exclusive ``flock`` on ``<folder>/.n2nkit.lock`` (pure
 stdlib, safe for every part); the lock dies with its process, so the lock file a killed run
 leaves behind never blocks the next one. The holder's pid is written into the file so the
-second run can name it.
+second run can name it; a run that ends removes the file.
 """
 
 from __future__ import annotations
@@ -26,22 +26,42 @@ class FolderBusyError(UserInputError):
 @contextlib.contextmanager
 def hold(folder: Path, what: str = "run") -> Iterator[Path]:
     """Hold ``folder``'s lock while the block runs; :class:`FolderBusyError` (naming the other
-    process's pid) when another process holds it. Creates the folder if needed."""
+    process's pid) when another process holds it. Creates the folder if needed; the lock file
+    is removed on the way out (a killed run's stays behind, and no longer blocks anyone)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _acquire(path, folder, what)
     try:
-        if not _try_lock(fd):
-            raise FolderBusyError(
-                f"{folder} is in use by another n2nkit {what} (pid {_holder(fd)}); wait for it "
-                "to finish or choose another --out"
-            )
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield path
     finally:
-        os.close(fd)  # releases the lock; the file stays (removing it would race a waiter)
+        with contextlib.suppress(OSError):
+            path.unlink()  # while still holding it: see _acquire for who might race us
+        os.close(fd)  # releases the lock
+
+
+def _acquire(path: Path, folder: Path, what: str) -> int:
+    """Open and lock ``path``. A holder unlinks the file before releasing it, so a lock taken
+    on a file that is no longer at ``path`` is worthless: then try again on the new file."""
+    for _ in range(100):
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        if not _try_lock(fd):
+            holder = _holder(fd)
+            os.close(fd)
+            raise FolderBusyError(
+                f"{folder} is in use by another n2nkit {what} (pid {holder}); wait for it "
+                "to finish or choose another --out"
+            )
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
+        os.close(fd)
+    raise FolderBusyError(f"{folder}: its lock file keeps changing; is another n2nkit {what} busy?")
 
 
 def _try_lock(fd: int) -> bool:

@@ -461,19 +461,13 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
 
     out = Path(config.out_dir)
     created = make_out_dir(out)
-    lock_file = out / runlock.LOCK_NAME
-    had_lock_file = lock_file.exists()
     try:
         with runlock.hold(out, "train"):
             remove_leftovers(out, LEFTOVERS)  # a killed run's temp files (we hold the lock)
             return _train_locked(config, progress)
     except BaseException:
-        if not (out / LAST_NAME).exists() and not (out / BEST_NAME).exists():
-            # Nothing of value: remove only what this call created (no empty --out left).
-            if created:
-                shutil.rmtree(created, ignore_errors=True)
-            elif not had_lock_file:
-                lock_file.unlink(missing_ok=True)
+        if created and not (out / LAST_NAME).exists() and not (out / BEST_NAME).exists():
+            shutil.rmtree(created, ignore_errors=True)  # nothing of value: leave no empty --out
         raise
 
 
