@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -460,6 +461,8 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     from n2nkit.fileio import make_out_dir, remove_leftovers
 
     out = Path(config.out_dir)
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun's other ranks share rank 0's lock
+        return _train_locked(config, progress)
     created = make_out_dir(out)
     try:
         with runlock.hold(out, "train"):
