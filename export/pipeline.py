@@ -36,7 +36,7 @@ from n2nkit.errors import UserInputError, VerificationError, first_line
 from n2nkit.export import verify
 from n2nkit.export.onnx_export import DEFAULT_OPSET, metadata_for
 from n2nkit.export.tensorrt_engine import DEFAULT_PROFILES, PRECISIONS, Profile
-from n2nkit.runtime.artifacts import BY_KIND, TIMING_CACHE, scan, sidecar_path
+from n2nkit.runtime.artifacts import BY_KIND, MANIFEST, TIMING_CACHE, scan, sidecar_path
 from n2nkit.runtime.metadata import ModelMetadata
 
 DEFAULT_NOISE = "gaussian:25"  # for models without a checkpoint (random-init parity checks)
@@ -352,10 +352,15 @@ def export_model(
     try:
         with runlock.hold(out_dir, "export"):
             _claim_folder(out_dir, source or "an in-memory model", fingerprint(model), overwrite)
-            return _export_locked(model, metadata, out_dir, int8, fp16, ort, trt, trt_precisions,
-                                  opset=opset, reduce_range=reduce_range, profiles=trt_profiles,
-                                  timing_cache=timing_cache, tolerances=tolerances, seed=seed,
-                                  say=say)  # fmt: skip
+            try:
+                return _export_locked(model, metadata, out_dir, int8, fp16, ort, trt,
+                                      trt_precisions, opset=opset, reduce_range=reduce_range,
+                                      profiles=trt_profiles, timing_cache=timing_cache,
+                                      tolerances=tolerances, seed=seed, say=say)  # fmt: skip
+            except BaseException:
+                if not scan(out_dir):  # no artifacts: the manifest would describe nothing
+                    (out_dir / MANIFEST).unlink(missing_ok=True)
+                raise
     except BaseException:
         if created and not scan(out_dir):
             shutil.rmtree(created, ignore_errors=True)  # a failed export leaves no empty --out
