@@ -55,3 +55,22 @@ def test_shipped_model_in_quality_mode_scores_higher(noisy_photo) -> None:
     assert better.shape == noisy.shape and better.dtype == np.uint8
     assert _psnr(better, clean) > _psnr(base, clean) + 0.02
     assert _psnr(tiled, clean) > _psnr(base, clean)  # streamed tiles are averaged too
+
+
+def test_denoise_cli_quality_mode(tmp_path, noisy_photo) -> None:
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from n2nkit.cli import app
+
+    clean, noisy = noisy_photo
+    Image.fromarray(noisy).save(tmp_path / "in.png")
+    outputs = {}
+    for flag in ([], ["--ensemble"]):
+        out = tmp_path / f"out{len(flag)}.png"
+        args = ["denoise", str(tmp_path / "in.png"), str(out), "--backend", "ort-cpu", *flag]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert ("quality mode" in result.output) == bool(flag)
+        outputs[bool(flag)] = np.asarray(Image.open(out))
+    assert _psnr(outputs[True], clean) > _psnr(outputs[False], clean) + 0.02

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import torch
 from torch.nn import functional as F
 
 from n2nkit.errors import CheckpointError, TrainingDivergedError, UserInputError
+from n2nkit.training import distributed
 from n2nkit.training.checkpoint import (
     BEST_NAME,
     LAST_NAME,
@@ -84,6 +84,7 @@ class TrainResult:
     epochs_completed: int
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_by: str = "epochs"  # "epochs" | "budget"
+    rank: int = 0  # under torchrun: this process's rank (only rank 0 validates and saves)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -218,8 +219,13 @@ def per_photo(scores: torch.Tensor, val: ValSet) -> list[float]:
     return [float(scores[val.photo == k].mean()) for k in range(int(val.photo.max()) + 1)]
 
 
-def build_train_bank(data: ImageSet, config: TrainConfig, device: torch.device):
-    """What batches are drawn from: the photos, synthetic images, or a mix of both."""
+def build_train_bank(
+    data: ImageSet, config: TrainConfig, device: torch.device, seed: int | None = None
+):
+    """What batches are drawn from: the photos, synthetic images, or a mix of both
+    (``seed``: the synthetic pool's and the mix's, ``config.seed`` unless given; each
+    distributed rank passes its own)."""
+    seed = config.seed if seed is None else seed
     share = config.synthetic_share()
     if share > 0 and not data.clean:
         raise UserInputError(
@@ -232,9 +238,9 @@ def build_train_bank(data: ImageSet, config: TrainConfig, device: torch.device):
         return photos
     colours = data.first if data.source != "builtin:train" else load_builtin_photos(NATURAL_TRAIN)
     synthetic = SyntheticBank(
-        config.crop, device, palette_from_images(colours, seed=config.seed), seed=config.seed
+        config.crop, device, palette_from_images(colours, seed=config.seed), seed=seed
     )
-    return MixedBank(photos, synthetic, share, seed=config.seed)
+    return MixedBank(photos, synthetic, share, seed=seed)
 
 
 def cosine_factor(progress: float) -> float:
@@ -324,6 +330,9 @@ class _Run:
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None
     noise_range: Any = None  # the σ range the model is trained for (export writes it)
+    dist: distributed.Dist = distributed.SINGLE  # torchrun: this rank; else rank 0 of 1
+    net: torch.nn.Module | None = None  # what the steps call: the model, or its DDP wrapper
+    synced_elapsed: float = 0.0  # distributed: the slowest rank's clock at the last sync
     start_epoch: int = 0
     best_psnr: float = -math.inf
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -345,6 +354,19 @@ class _Run:
 
     def elapsed_total(self) -> float:
         return self.elapsed_before + time.monotonic() - self.start
+
+    def elapsed(self) -> float:
+        """This invocation's training time so far. Distributed, the slowest rank's at the last
+        :meth:`sync_clock`, so every rank takes the same time-based decisions (budget stop,
+        cosine learning rate) and the replicas stay identical."""
+        if not self.dist.enabled:
+            return time.monotonic() - self.start
+        return self.synced_elapsed
+
+    def sync_clock(self) -> None:
+        if self.dist.enabled:
+            local = [time.monotonic() - self.start]
+            self.synced_elapsed = distributed.max_over_ranks(self.dist, local, self.device)[0]
 
     def save(self, path: Path, epoch: int, metrics: dict[str, Any], full: bool, **extra) -> None:
         """best.pt (``full=False``) or last.pt with what resume needs (``full=True``)."""
@@ -369,16 +391,20 @@ class _Run:
         save_checkpoint(path, payload)
 
 
-def _setup_device(config: TrainConfig) -> tuple[torch.device, torch.Generator]:
-    device = resolve_device(config.device)
+def _setup_device(
+    config: TrainConfig, dist: distributed.Dist = distributed.SINGLE
+) -> tuple[torch.device, torch.Generator]:
+    device = resolve_device(distributed.rank_device(dist, config.device))
+    distributed.init(dist, device)  # torchrun: join the process group (NCCL or gloo)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed 32×32 shapes: pick the fastest kernels
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    torch.manual_seed(config.seed)
-    return device, torch.Generator(device=device).manual_seed(config.seed)
+    torch.manual_seed(config.seed)  # the same initial weights on every rank
+    # each rank its own crops and noise
+    return device, torch.Generator(device=device).manual_seed(config.seed + dist.rank)
 
 
 def _setup_model(config: TrainConfig, device: torch.device, fresh: bool) -> torch.nn.Module:
@@ -404,7 +430,8 @@ def _setup(config: TrainConfig) -> _Run:
         epochs, budget = DEFAULT_EPOCHS, DEFAULT_BUDGET_S
     run_dir = Path(config.out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    device, gen = _setup_device(config)
+    dist = distributed.from_env()
+    device, gen = _setup_device(config, dist)
     model = _setup_model(config, device, fresh=resumed is None)
     check_fits(config, model, device)  # refuse with the figure before allocating data
 
@@ -417,7 +444,7 @@ def _setup(config: TrainConfig) -> _Run:
         )
     config.pairs = resolve_pairs(config, data)
     noise_range = trained_noise_range(config, data)  # in checkpoints; export writes it to metadata
-    bank = build_train_bank(data, config, device)
+    bank = build_train_bank(data, config, device, seed=config.seed + dist.rank)
     multiple = max(1, model.size_multiple)
     val = build_val_set(
         resolve_val_data(config.val_data), spec, config.crop, config.val_size, multiple, device
@@ -431,7 +458,7 @@ def _setup(config: TrainConfig) -> _Run:
     amp_dtype = autocast_dtype(config.precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
     run = _Run(config, spec, epochs, budget, run_dir, device, gen, model, bank, val, optimizer,
-               scheduler, scaler, amp_dtype, noise_range)  # fmt: skip
+               scheduler, scaler, amp_dtype, noise_range, dist)  # fmt: skip
 
     if resumed is not None:
         model.load_state_dict(resumed["state_dict"])
@@ -440,10 +467,15 @@ def _setup(config: TrainConfig) -> _Run:
         run.best_psnr = float(resumed.get("best_val_psnr", -math.inf))
         run.history = list(resumed.get("history", []))
         run.elapsed_before = float(resumed.get("elapsed_s", 0.0))
-        reconcile_metrics(run_dir / METRICS_NAME, run.start_epoch, run.history)
-    else:
+        if dist.is_main:  # one writer: rank 0 (see _end_of_epoch)
+            reconcile_metrics(run_dir / METRICS_NAME, run.start_epoch, run.history)
+        if dist.enabled:  # last.pt holds rank 0's stream only: every rank a fresh, seeded one
+            gen.manual_seed(config.seed + dist.rank + 7919 * (run.start_epoch + 1))
+    elif dist.is_main:
         for name in (BEST_NAME, LAST_NAME, METRICS_NAME):
             (run_dir / name).unlink(missing_ok=True)  # --overwrite: no stale files
+    # DDP broadcasts rank 0's weights here, and the construction waits for every rank.
+    run.net = distributed.wrap(model, device, dist)
     return run
 
 
@@ -461,7 +493,7 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     from n2nkit.fileio import make_out_dir, remove_leftovers
 
     out = Path(config.out_dir)
-    if int(os.environ.get("RANK", "0")) != 0:  # torchrun's other ranks share rank 0's lock
+    if not distributed.from_env().is_main:  # torchrun's other ranks share rank 0's lock
         return _train_locked(config, progress)
     created = make_out_dir(out)
     try:
@@ -478,7 +510,8 @@ def _train_locked(config: TrainConfig, progress: bool) -> TrainResult:
     run = _setup(config)
     epoch, stopped_by = run.start_epoch, "epochs"
     run.start = time.monotonic()
-    with _progress(progress) as bar:
+    main = run.dist.is_main  # under torchrun only rank 0 validates, prints and writes
+    with _progress(progress and main) as bar:
         task = bar.add_task(
             run.config.variant, total=1000, loss="-", psnr=f"{run.val.psnr_noisy:.2f} (noisy)"
         )
@@ -487,7 +520,10 @@ def _train_locked(config: TrainConfig, progress: bool) -> TrainResult:
                 stats = _train_epoch(run, epoch, bar, task)
                 epoch += 1
                 run.scheduler.step()
-                val_psnr = _end_of_epoch(run, epoch, stats)
+                stats["replica_spread"] = distributed.replica_spread(run.dist, run.model,
+                                                                     run.device)  # fmt: skip
+                val_psnr = _end_of_epoch(run, epoch, stats) if main else math.nan
+                distributed.barrier(run.dist)  # the others wait for rank 0's checkpoints
                 description = f"{run.config.variant} ep {epoch}"
                 bar.update(task, psnr=f"{val_psnr:.2f}", description=description)
                 if stats["partial"]:
@@ -498,11 +534,12 @@ def _train_locked(config: TrainConfig, progress: bool) -> TrainResult:
             # Leave a resumable last.pt: weights as they are now, epoch = epochs completed.
             last = run.history[-1] if run.history else {}
             metrics = {k: last.get(k) for k in ("val_psnr", "val_psnr_noisy", "train_loss")}
-            run.save(run.last_path, epoch, metrics, True, interrupted=True,
-                     elapsed_s=run.elapsed_total())  # fmt: skip
+            if main:
+                run.save(run.last_path, epoch, metrics, True, interrupted=True,
+                         elapsed_s=run.elapsed_total())  # fmt: skip
             raise
 
-    if not run.best_path.exists():  # resumed a finished run without new epochs
+    if main and not run.best_path.exists():  # resumed a finished run without new epochs
         run.save(run.best_path, epoch, {"val_psnr": run.best_psnr}, False)
     return TrainResult(
         run_dir=run.run_dir,
@@ -513,6 +550,7 @@ def _train_locked(config: TrainConfig, progress: bool) -> TrainResult:
         epochs_completed=epoch,
         history=run.history,
         stopped_by=stopped_by,
+        rank=run.dist.rank,
     )
 
 
@@ -520,24 +558,29 @@ def _train_epoch(run: _Run, epoch: int, bar: Any, task: Any) -> dict[str, Any]:
     """One epoch of batched steps; stops early when the budget runs out (``partial``)."""
     config = run.config
     criterion = F.mse_loss if config.loss == "mse" else F.l1_loss
-    steps_per_epoch = math.ceil(config.epoch_size / config.batch_size)
+    # Distributed, the epoch's pairs are split between the ranks (--batch-size is per rank).
+    share = math.ceil(config.epoch_size / run.dist.world_size)
+    steps_per_epoch = math.ceil(share / config.batch_size)
+    net = run.net or run.model
     epoch_start = time.monotonic()
     running = torch.zeros((), device=run.device)
     seen_steps, pairs, out_of_time = 0, 0, False
     for step in range(steps_per_epoch):
+        if step % CHECK_EVERY == 0:
+            run.sync_clock()  # distributed only: one clock for every rank's decisions
         at = _progress_of_run(epoch + step / steps_per_epoch, run.epochs, run.elapsed_before,
-                              time.monotonic() - run.start, run.budget)  # fmt: skip
+                              run.elapsed(), run.budget)  # fmt: skip
         if config.schedule == "cosine":
             for group in run.optimizer.param_groups:
                 group["lr"] = config.lr * cosine_factor(at)
-        n = min(config.batch_size, config.epoch_size - step * config.batch_size)
+        n = min(config.batch_size, share - step * config.batch_size)
         if config.pairs == NEIGHBOR:  # the pair comes from one noisy crop
             crops = run.bank.draw(n, run.gen)[0]
-            loss = neighbor_loss(run.model, crops, run.gen, at, run.autocast, criterion)
+            loss = neighbor_loss(net, crops, run.gen, at, run.autocast, criterion)
         else:
             inp, tgt = make_batch(run.bank, n, run.spec, config.supervision, run.gen)
             with run.autocast():
-                out = run.model(inp)
+                out = net(inp)
             loss = criterion(out.float(), tgt)
         run.optimizer.zero_grad(set_to_none=True)
         run.scaler.scale(loss).backward()
@@ -548,7 +591,7 @@ def _train_epoch(run: _Run, epoch: int, bar: Any, task: Any) -> dict[str, Any]:
         pairs += n
         if seen_steps % CHECK_EVERY == 0 or step == steps_per_epoch - 1:
             bar.update(task, loss=f"{_check_loss(running, seen_steps, epoch, step, config):.5f}")
-        elapsed = time.monotonic() - run.start
+        elapsed = run.elapsed()
         span = max(1, (run.epochs or 10**9) - run.start_epoch)
         done = (epoch - run.start_epoch + (step + 1) / steps_per_epoch) / span
         if run.budget is not None:
@@ -558,8 +601,13 @@ def _train_epoch(run: _Run, epoch: int, bar: Any, task: Any) -> dict[str, Any]:
                 break
         bar.update(task, completed=min(1000, int(1000 * done)))
     train_s = time.monotonic() - epoch_start
+    train_loss = _check_loss(running, seen_steps, epoch, seen_steps - 1, config)
+    if run.dist.enabled:  # every rank's pairs, and the loss averaged over all of them
+        train_loss = distributed.mean_over_ranks(run.dist, train_loss, run.device)
+        train_s = distributed.max_over_ranks(run.dist, [train_s], run.device)[0]
+        pairs *= run.dist.world_size
     return {
-        "train_loss": _check_loss(running, seen_steps, epoch, seen_steps - 1, config),
+        "train_loss": train_loss,
         "pairs": pairs,
         "train_s": train_s,
         "images_per_s": pairs / train_s if train_s > 0 else None,
@@ -591,6 +639,8 @@ def _end_of_epoch(run: _Run, epoch: int, stats: dict[str, Any]) -> float:
         "device": str(run.device),
         "precision": str(amp).removeprefix("torch.") if amp else "float32",
         "partial": stats["partial"],
+        "world_size": run.dist.world_size,
+        "replica_spread": stats.get("replica_spread", 0.0),
     }
     run.history.append(record)
     metrics = {k: record[k] for k in ("val_psnr", "val_psnr_noisy", "train_loss")}

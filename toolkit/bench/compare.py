@@ -5,6 +5,12 @@ target's artifact through the runtime, denoises the test images (PSNR), and time
 input sizes (latency percentiles, megapixels/s, peak memory). Targets whose backend or artifact
 is missing stay in the report as skipped, with the reason. Classical baselines run in this
 process for context.
+
+The PyTorch rows (:mod:`.torch_target`) need the training checkpoint: a model given as a run
+folder (``best.pt``, else ``last.pt``) or a ``.pt`` file has it, and a folder holding both a
+checkpoint and an export (``n2nkit export runs/n2n --out runs/n2n``) gets every row. When the
+PyTorch CPU FP32 row is measured it is the PSNR reference of its model's other rows; otherwise
+the FP32 ONNX on the CPU is.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from n2nkit.bench.report import Report, Row
-from n2nkit.bench.targets import REFERENCE_SIZE, Target
+from n2nkit.bench.targets import CHECKPOINT, REFERENCE_SIZE, Target
 from n2nkit.errors import UserInputError
 
 NOISE_PROTOCOLS = {
@@ -41,6 +47,7 @@ class ModelEntry:
     label: str
     variant: str
     artifacts: dict[str, Path] = field(default_factory=dict)
+    checkpoint: Path | None = None  # the PyTorch rows' network (best.pt / last.pt)
 
 
 def _artifact_kind(path: Path) -> tuple[str, str] | None:
@@ -67,18 +74,36 @@ def _artifact_kind(path: Path) -> tuple[str, str] | None:
     return kind_key(fmt, meta.precision), meta.variant
 
 
+def _checkpoint_variant(path: Path) -> str:
+    from n2nkit.training.checkpoint import load_checkpoint
+
+    return str(load_checkpoint(path)["model"]["variant"])
+
+
 def resolve_model(spec: str) -> ModelEntry:
-    """An export folder, a single .onnx file, or the name of a shipped model (``n2n``)."""
+    """An export folder, a run folder or ``.pt`` checkpoint (the PyTorch rows), a folder holding
+    both, a single .onnx file, or the name of a shipped model (``n2n``)."""
     from n2nkit.runtime.artifacts import scan
+    from n2nkit.training.checkpoint import BEST_NAME, LAST_NAME
 
     path = Path(spec)
     if path.is_dir():
         entry = ModelEntry(label=path.name, variant="", artifacts=scan(path))
-        if not entry.artifacts:
-            raise UserInputError(f"{path} holds no n2nkit artifacts (run `n2nkit export` first)")
-        found = _artifact_kind(next(iter(entry.artifacts.values())))
-        entry.variant = found[1] if found else ""
+        checkpoints = [path / n for n in (BEST_NAME, LAST_NAME) if (path / n).is_file()]
+        entry.checkpoint = checkpoints[0] if checkpoints else None
+        if not entry.artifacts and entry.checkpoint is None:
+            raise UserInputError(
+                f"{path} holds no n2nkit artifacts and no checkpoint (run `n2nkit export` or "
+                "`n2nkit train` first)"
+            )
+        if entry.artifacts:
+            found = _artifact_kind(next(iter(entry.artifacts.values())))
+            entry.variant = found[1] if found else ""
+        else:
+            entry.variant = _checkpoint_variant(entry.checkpoint)
         return entry
+    if path.is_file() and path.suffix == ".pt":
+        return ModelEntry(label=path.stem, variant=_checkpoint_variant(path), checkpoint=path)
     if path.is_file():
         found = _artifact_kind(path)
         if not found:
@@ -96,6 +121,13 @@ def resolve_model(spec: str) -> ModelEntry:
 
 
 def _missing_artifact_reason(kind: str) -> str:
+    from n2nkit.bench.targets import CHECKPOINT
+
+    if kind == CHECKPOINT:
+        return (
+            "no checkpoint: the PyTorch rows need the run folder or its best.pt as the model "
+            "(or a folder holding the export and the checkpoint)"
+        )
     if kind.startswith("trt-"):
         return (
             f"no {kind} engine (`n2nkit export --trt` needs TensorRT and an NVIDIA GPU: "
@@ -204,6 +236,7 @@ def compare(
     baselines: list[str] | None = None,
     seed: int = 0,
     clip_noise: bool = True,
+    torch_compile: bool = False,
     on_step: Callable[[str], None] | None = None,
 ) -> Report:
     """Measure every model on every target; return the report (nothing written yet)."""
@@ -230,7 +263,11 @@ def compare(
                 row = Row(model=entry.label, target=target.name, group=target.group,
                           status="skipped", variant=entry.variant, artifact=target.artifact,
                           backend=target.backend, threads=target.threads)  # fmt: skip
-                artifact = entry.artifacts.get(target.artifact)
+                artifact = (
+                    entry.checkpoint
+                    if target.artifact == CHECKPOINT
+                    else entry.artifacts.get(target.artifact)
+                )
                 if artifact is None:
                     row.reason = _missing_artifact_reason(target.artifact)
                     rows.append(row)
@@ -247,6 +284,8 @@ def compare(
                         "budget_s": budget_s,
                         "min_runs": min_runs,
                         "warmup": warmup,
+                        "precision": target.precision,
+                        "compile": torch_compile,
                     }
                 )
                 row.status = result["status"]
@@ -282,8 +321,12 @@ def compare(
 
 
 def _fill_psnr_deltas(rows: list[Row]) -> None:
-    """Δ PSNR of each row against the same model's FP32 ONNX on the CPU."""
+    """Δ PSNR of each row against the same model's PyTorch FP32 on the CPU (the network as
+    trained), or its FP32 ONNX on the CPU where there is no checkpoint."""
     reference: dict[str, dict[str, float]] = {}
+    for row in rows:
+        if row.status == "measured" and row.backend == "torch-cpu" and row.psnr:
+            reference.setdefault(row.model, row.psnr)
     for row in rows:
         if row.status == "measured" and row.artifact == "fp32" and row.backend == "ort-cpu":
             reference.setdefault(row.model, row.psnr)

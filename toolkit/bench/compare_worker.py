@@ -7,8 +7,10 @@ imports only numpy and ``n2nkit.runtime``, as an app that embeds the runtime wou
 
 The job file holds: artifact, backend, threads, sizes [[h, w, n], ...], data (an .npz with
 ``clean_<i>`` and ``noisy_<noise-index>_<i>`` float32 H×W×3 arrays), noises, budget_s,
-min_runs, warmup. The result (JSON on stdout) holds status, reason, backend, psnr,
-per-image latency, latency per size and peak_rss_mb.
+min_runs, warmup; for the PyTorch rows (backend ``torch-cpu``/``torch-cuda``, artifact = the
+checkpoint) also precision and compile, and only those jobs import torch
+(:mod:`n2nkit.bench.torch_target`). The result (JSON on stdout) holds status, reason, backend,
+psnr, per-image latency, latency per size and peak_rss_mb.
 """
 
 from __future__ import annotations
@@ -38,7 +40,14 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     from n2nkit.runtime import Denoiser
 
     try:
-        denoiser = Denoiser.load(job["artifact"], backend=job["backend"], threads=job["threads"])
+        if job["backend"].startswith("torch-"):
+            from n2nkit.bench.torch_target import open_denoiser
+
+            denoiser = open_denoiser(job)
+        else:
+            denoiser = Denoiser.load(
+                job["artifact"], backend=job["backend"], threads=job["threads"]
+            )
     except N2NError as exc:
         return {"status": "skipped", "reason": str(exc)}
     try:

@@ -3,7 +3,8 @@
 Each target names the artifact kind it needs from an export folder (``fp32``, ``fp16``,
 ``int8``, ``ort``, ``trt-fp32``, ``trt-fp16``: :data:`n2nkit.runtime.artifacts.KINDS`), so a
 target whose artifact or backend is missing is reported as skipped with the reason, never
-dropped.
+dropped. The PyTorch targets come first (as in Ultralytics' benchmark): they need the training
+checkpoint (:data:`CHECKPOINT`) and run the network in torch (:mod:`.torch_target`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from n2nkit.runtime.artifacts import BY_KIND
 DESKTOP_SIZES = ((1080, 1920, 1), (512, 768, 1))
 MOBILE_SIZES = ((512, 512, 1), (720, 1280, 1), (32, 32, 400))
 REFERENCE_SIZE = (720, 1280, 1)  # the size the PSNR-vs-latency plot uses
+CHECKPOINT = "checkpoint"  # the artifact of the PyTorch targets: best.pt (or last.pt)
 
 
 @dataclass(frozen=True)
@@ -29,13 +31,42 @@ class Target:
     threads: int | None  # None: all cores (CPU) or n/a (GPU)
     sizes: tuple[tuple[int, int, int], ...]
     description: str
+    precision: str = "fp32"  # torch targets: the autocast dtype (fp32 = none)
 
     def __post_init__(self) -> None:
-        if self.artifact not in BY_KIND:  # a typo here would skip the target forever
+        if self.artifact not in BY_KIND and self.artifact != CHECKPOINT:  # a typo here would
+            # skip the target forever
             raise ValueError(f"target {self.name}: unknown artifact kind {self.artifact!r}")
 
 
+def _torch(device: str, precision: str, group: str, sizes, description: str) -> Target:
+    name = f"pytorch-{device}-{precision}"
+    return Target(name, group, f"torch-{device}", CHECKPOINT, None, sizes, description, precision)
+
+
 TARGETS: tuple[Target, ...] = (
+    _torch(
+        "cpu",
+        "fp32",
+        "desktop-cpu",
+        DESKTOP_SIZES,
+        "PyTorch eager, the checkpoint itself, FP32, channels-last, all cores: the reference",
+    ),
+    _torch("cuda", "fp32", "desktop-gpu", DESKTOP_SIZES, "PyTorch on CUDA, FP32, channels-last"),
+    _torch(
+        "cuda",
+        "fp16",
+        "desktop-gpu",
+        DESKTOP_SIZES,
+        "PyTorch on CUDA, FP16 autocast, channels-last",
+    ),
+    _torch(
+        "cuda",
+        "bf16",
+        "desktop-gpu",
+        DESKTOP_SIZES,
+        "PyTorch on CUDA, BF16 autocast, channels-last (compute capability >= 8.0)",
+    ),
     Target(
         "gpu-trt-fp16",
         "desktop-gpu",

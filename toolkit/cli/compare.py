@@ -14,8 +14,8 @@ def compare(
     models: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Export folders (from `n2nkit export`), .onnx files, or shipped model names "
-            "(n2n, truncated).",
+            help="Export folders (from `n2nkit export`), run folders or .pt checkpoints (the "
+            "PyTorch rows), .onnx files, or shipped model names (n2n, truncated).",
             show_default=False,
         ),
     ] = None,
@@ -67,6 +67,14 @@ def compare(
     list_targets: Annotated[
         bool, typer.Option("--list-targets", help="List the targets and exit.")
     ] = False,
+    torch_compile: Annotated[
+        bool,
+        typer.Option(
+            "--torch-compile",
+            help="PyTorch rows: torch.compile the network (CUDA graphs on CUDA).",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = False,
 ) -> None:
     """PSNR and latency of each model on each deployment target, with a report and a plot."""
     from n2nkit.bench.targets import TARGETS, select_targets
@@ -99,6 +107,7 @@ def compare(
         warmup=warmup,
         seed=seed,
         clip_noise=clip_noise,
+        torch_compile=torch_compile,
     )
 
 
@@ -114,6 +123,7 @@ def run_compare(
     warmup: int = 2,
     seed: int = 0,
     clip_noise: bool = True,
+    torch_compile: bool = False,
 ) -> dict[str, Path]:
     """Shared by ``compare`` and ``pipeline``: measure with a spinner, print, write files."""
     from n2nkit.bench.compare import compare as run
@@ -134,6 +144,7 @@ def run_compare(
                 baselines=baselines,
                 seed=seed,
                 clip_noise=clip_noise,
+                torch_compile=torch_compile,
                 on_step=lambda msg: status.update(f"measuring: {msg}"),
             )
         paths = write_all(report, out)

@@ -140,6 +140,14 @@ def denoise(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace outputs that already exist.")
     ] = False,
+    ensemble: Annotated[
+        bool,
+        typer.Option(
+            "--ensemble",
+            help="Quality mode: average the model over the 8 flips/rotations (8× the time; "
+            "gain in docs/runtime.md).",
+        ),
+    ] = False,
     fmt: Annotated[
         str | None,
         typer.Option("--format", help="Output format for a folder of outputs: png, jpg, ..."),
@@ -173,12 +181,15 @@ def denoise(
     if max_pixels is not None and max_pixels < 1:
         raise UserInputError(f"--max-pixels must be positive, got {max_pixels}")
     jobs, to_folder = plan_jobs(inputs, out, fmt, overwrite)
-    denoiser = Denoiser.load(model, backend=backend, threads=threads, tile=tile, overlap=overlap)
+    denoiser = Denoiser.load(
+        model, backend=backend, threads=threads, tile=tile, overlap=overlap, ensemble=ensemble
+    )
     for note in denoiser.notes:
         print_note(note)
     meta = denoiser.metadata
     console.print(
-        f"{meta.variant} ({meta.precision}, {denoiser.path.name}) on {denoiser.backend}",
+        f"{meta.variant} ({meta.precision}, {denoiser.path.name}) on {denoiser.backend}"
+        + (", quality mode (8-fold self-ensemble)" if ensemble else ""),
         highlight=False,
     )
     if to_folder:

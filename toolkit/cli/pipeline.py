@@ -60,19 +60,28 @@ def pipeline(
     device: Annotated[
         str, typer.Option(help="Training device: auto, cpu, cuda.", rich_help_panel=ADVANCED)
     ] = "auto",
-    residual: Annotated[
-        bool,
+    recipe: Annotated[
+        str,
         typer.Option(
-            "--residual",
-            help="Train with a global residual (as the shipped models are; the report's "
-            "networks predict the image directly).",
+            help="Training recipe: fast (default; see `n2nkit train --help`) or report (the "
+            "reference report's exact recipe).",
             rich_help_panel=ADVANCED,
         ),
-    ] = False,
+    ] = "fast",
+    residual: Annotated[
+        bool | None,
+        typer.Option(
+            "--residual/--direct",
+            help="Override the recipe: residual (learn the noise, as the shipped models) or "
+            "direct (predict the image, as the report's networks).",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = None,
     batch_size: Annotated[
         int | None,
         typer.Option(
-            help="Training batch (default: the report's 400 on a GPU, 64 on a CPU).",
+            help="Override the recipe's training batch (fast: 25 on a CPU, 128 on a GPU; "
+            "report: 400).",
             rich_help_panel=ADVANCED,
         ),
     ] = None,
@@ -86,6 +95,7 @@ def pipeline(
     from n2nkit.pipeline_state import PipelineState, clear
     from n2nkit.training.config import TrainConfig, parse_duration
     from n2nkit.training.models import parse_variants
+    from n2nkit.training.recipes import recipe_settings, training_device_type
 
     names = parse_variants(variants, "--variants")
     budget_s = parse_duration(budget)
@@ -98,11 +108,14 @@ def pipeline(
     make_out_dir(out)
     targets = select_targets(target)  # an unknown target fails now, not after training
     state = PipelineState(out)
-    batch = batch_size or _default_batch(device)
+    settings = recipe_settings(
+        recipe, training_device_type(device), residual=residual, batch_size=batch_size
+    )
+    kwargs = {"residual": True} if settings.pop("residual") else {}
     configs = {  # validated before the first minute of training
         name: TrainConfig(variant=name, noise=noise, budget_s=budget_s, device=device,
-                          batch_size=batch, out_dir=out / "runs" / name,
-                          variant_kwargs={"residual": True} if residual else {}).validate()
+                          out_dir=out / "runs" / name, variant_kwargs=kwargs,
+                          **settings).validate()
         for name in names
     }  # fmt: skip
 
@@ -153,15 +166,6 @@ def _export_step(state, out: Path, names: list[str], trt: bool) -> None:
         state.mark(key, "done")
     if trt_reason:
         console.print(f"TensorRT engines skipped: {escape(trt_reason)}")
-
-
-def _default_batch(device: str) -> int:
-    """The report's 400 on a GPU; 64 on a CPU, where a few minutes buy few steps of 400 and
-    many small steps learn more (see tests/test_train.py's acceptance run)."""
-    import torch
-
-    on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-    return 400 if on_gpu else 64
 
 
 def _train(config, resuming: bool) -> None:

@@ -218,7 +218,10 @@ def train(
         bool, typer.Option(help="Show the progress bar.", rich_help_panel=ADVANCED)
     ] = True,
 ) -> None:
-    """Train a denoiser (Noise2Noise by default); best.pt, last.pt and metrics.jsonl per run."""
+    """Train a denoiser (Noise2Noise by default); best.pt, last.pt and metrics.jsonl per run.
+
+    Several GPUs: ``torchrun --nproc-per-node N -m n2nkit train ...`` (DistributedDataParallel).
+    """
     from rich.table import Table
 
     from n2nkit.cli.console import console
@@ -283,12 +286,14 @@ def train(
     for config in configs:
         result = run_training(config, progress=progress)
         results.append(result)
+        if result.rank:  # under torchrun, rank 0 alone reports
+            continue
         console.print(
             f"{config.variant}: val PSNR {result.best_val_psnr:.2f} dB "
             f"(noisy input {result.val_psnr_noisy:.2f} dB) after {result.epochs_completed} "
             f"epochs -> {result.best_checkpoint}"
         )
-    if len(results) > 1:
+    if len(results) > 1 and not results[0].rank:
         table = Table(title="n2nkit train")
         for col in ("variant", "epochs", "val PSNR", "gain", "best checkpoint"):
             table.add_column(
