@@ -114,6 +114,44 @@ def _quiet():
             logging.getLogger(name).setLevel(level)
 
 
+def supported_opsets() -> range:
+    """The opsets n2nkit can export: 17 (n2nkit's floor) up to the newest that both the
+    installed onnx and torch's exporter know."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    try:
+        from torch.onnx._constants import ONNX_MAX_OPSET
+
+        newest = min(newest, int(ONNX_MAX_OPSET))
+    except (ImportError, AttributeError, ValueError):
+        pass
+    return range(17, newest + 1)
+
+
+def require_export_packages() -> None:
+    """Every package an export needs (the ``training`` extra), imported up front: a missing one
+    is one :class:`~n2nkit.errors.MissingDependencyError` line (exit 3) with the install line,
+    not a failed row after the checkpoint was loaded."""
+    from n2nkit.errors import require
+
+    for module in ("torch", "onnx", "onnxscript"):
+        require(module, "training", f"{module} (needed to export)")
+
+
+def check_opset(opset: int) -> None:
+    """:class:`~n2nkit.errors.UserInputError` (with the supported range) unless ``opset`` is
+    one this installation exports as asked (torch's exporter would silently pick another)."""
+    from n2nkit.errors import UserInputError
+
+    ok = supported_opsets()
+    if opset not in ok:
+        raise UserInputError(
+            f"--opset {opset} is not supported: give {ok.start} to {ok.stop - 1} (the range of "
+            "this n2nkit with the installed torch and onnx)"
+        )
+
+
 def to_onnx_proto(model: Any, opset: int = DEFAULT_OPSET, example_side: int | None = None) -> Any:
     """Export ``model`` (eval mode, CPU, float32) and return the ``onnx.ModelProto``."""
     import torch
@@ -140,6 +178,9 @@ def to_onnx_proto(model: Any, opset: int = DEFAULT_OPSET, example_side: int | No
             verbose=False,
         )
     proto = program.model_proto
+    produced = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), None)
+    if produced != opset:
+        raise ValueError(f"asked for opset {opset}, torch's exporter produced opset {produced}")
     _name_dims(proto)
     return proto
 

@@ -36,7 +36,7 @@ from n2nkit.errors import UserInputError, VerificationError, first_line
 from n2nkit.export import verify
 from n2nkit.export.onnx_export import DEFAULT_OPSET, metadata_for
 from n2nkit.export.tensorrt_engine import DEFAULT_PROFILES, PRECISIONS, Profile
-from n2nkit.runtime.artifacts import BY_KIND, TIMING_CACHE, sidecar_path
+from n2nkit.runtime.artifacts import BY_KIND, MANIFEST, TIMING_CACHE, scan, sidecar_path
 from n2nkit.runtime.metadata import ModelMetadata
 
 DEFAULT_NOISE = "gaussian:25"  # for models without a checkpoint (random-init parity checks)
@@ -326,11 +326,14 @@ def export_model(
     tolerances: dict[str, verify.Tolerance] | None = None,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    overwrite: bool = False,
+    source: str = "",
 ) -> list[ArtifactResult]:
     """Export an in-memory model (eval mode, CPU); see :func:`export_checkpoint`."""
+    from n2nkit.export.onnx_export import check_opset
+
     say = progress or (lambda _message: None)
-    if opset < 17:
-        raise UserInputError(f"opset {opset} is too old: n2nkit exports opset 17 or newer")
+    check_opset(opset)
     unknown = [p for p in trt_precisions if p not in PRECISIONS]
     if unknown:
         raise UserInputError(f"unknown TensorRT precision {unknown[0]!r}; choose {PRECISIONS}")
@@ -341,11 +344,72 @@ def export_model(
         for profile in trt_profiles:
             profile.validate(metadata.size_multiple, metadata.min_side)
         require_tensorrt()  # fail before writing anything
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserInputError(f"--out {out_dir} exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from n2nkit import runlock
+    from n2nkit.fileio import make_out_dir
 
+    out_dir = Path(out_dir)
+    created = make_out_dir(out_dir)
+    try:
+        with runlock.hold(out_dir, "export"):
+            _claim_folder(out_dir, source or "an in-memory model", fingerprint(model), overwrite)
+            try:
+                return _export_locked(model, metadata, out_dir, int8, fp16, ort, trt,
+                                      trt_precisions, opset=opset, reduce_range=reduce_range,
+                                      profiles=trt_profiles, timing_cache=timing_cache,
+                                      tolerances=tolerances, seed=seed, say=say)  # fmt: skip
+            except BaseException:
+                if not scan(out_dir):  # no artifacts: the manifest would describe nothing
+                    (out_dir / MANIFEST).unlink(missing_ok=True)
+                raise
+    except BaseException:
+        if created and not scan(out_dir):
+            shutil.rmtree(created, ignore_errors=True)  # a failed export leaves no empty --out
+        raise
+
+
+LEFTOVERS = (".n2nkit-export-*", ".*.tmp")  # scratch folders and temp files of killed exports
+
+
+def fingerprint(model: Any) -> str:
+    """``sha256:<hex>`` of the model's weights (names, shapes, bytes): what makes two exports
+    the same checkpoint's, wherever the file lies."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def _claim_folder(out_dir: Path, source: str, print_: str, overwrite: bool) -> None:
+    """Make ``out_dir`` this checkpoint's: refuse a folder holding another checkpoint's
+    artifacts (or replace them all with ``overwrite``); clear a killed export's leftovers; write
+    the manifest. Called with the folder's lock held."""
+    from n2nkit.fileio import remove_leftovers
+    from n2nkit.runtime.artifacts import artifact_files, read_manifest, write_manifest
+
+    remove_leftovers(out_dir, LEFTOVERS)
+    present = artifact_files(out_dir)
+    manifest = read_manifest(out_dir)
+    same = manifest is not None and manifest.get("fingerprint") == print_
+    if present and not same:
+        if not overwrite:
+            theirs = f"of {manifest.get('source')}" if manifest else "from an unknown checkpoint"
+            raise UserInputError(
+                f"--out {out_dir} holds artifacts {theirs}, not of {source}; pass --overwrite "
+                "to replace them all, or choose another folder"
+            )
+        for path in present:
+            path.unlink()
+    write_manifest(out_dir, source, print_)
+
+
+def _export_locked(model, metadata, out_dir, int8, fp16, ort, trt, trt_precisions, *, opset,
+                   reduce_range, profiles, timing_cache, tolerances, seed, say):  # fmt: skip
     noise = metadata.noise or DEFAULT_NOISE
     say("preparing parity inputs and validation images")
     model = model.eval()
@@ -360,7 +424,7 @@ def export_model(
         torch_outputs=[torch_run(x) for x in evalset.parity],
         torch_psnr=verify.mean_psnr(torch_run, evalset),
         tolerances={**verify.TOLERANCES, **(tolerances or {})},
-        noise=noise, seed=seed, opset=opset, reduce_range=reduce_range, profiles=trt_profiles,
+        noise=noise, seed=seed, opset=opset, reduce_range=reduce_range, profiles=profiles,
         timing_cache=Path(timing_cache) if timing_cache else out_dir / TIMING_CACHE, say=say,
     )  # fmt: skip
     try:
@@ -401,7 +465,9 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, **options: Any) -> list[A
 
     Options: ``int8``, ``fp16``, ``ort``, ``trt`` (bool); ``opset``; ``reduce_range``
     (None = measure both); ``trt_precisions``; ``trt_profiles``; ``timing_cache``;
-    ``tolerances``; ``seed``; ``progress`` (a callable taking a status line).
+    ``tolerances``; ``seed``; ``progress`` (a callable taking a status line); ``overwrite``
+    (replace another checkpoint's artifacts in ``out_dir`` instead of refusing: a folder holds
+    one checkpoint's artifacts, named in its manifest).
     Bad checkpoints raise :class:`~n2nkit.errors.CheckpointError` before anything is written;
     missing TensorRT or GPU with ``trt=True`` raises ``MissingDependencyError``, likewise.
     """
@@ -412,4 +478,4 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, **options: Any) -> list[A
     if out_dir.resolve() == source.resolve():
         raise UserInputError("--out must be a folder, not the checkpoint itself")
     model, ckpt = load_model(source)
-    return export_model(model, ckpt, out_dir, **options)
+    return export_model(model, ckpt, out_dir, source=str(source), **options)

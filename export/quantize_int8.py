@@ -20,11 +20,15 @@ exists, so it is measured too. The graph is pre-processed with ``quant_pre_proce
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import io
+import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,6 +219,26 @@ def _with_symmetry(options: dict[str, Any], symmetric: bool) -> dict[str, Any]:
     return {**options, "extra_options": extra}
 
 
+QUIET_LOGGERS = ("", "onnxruntime", "onnxruntime.quantization")  # "" is the root logger
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Keep onnxruntime.quantization's calibration chatter (``print`` of histogram counts and
+    percentiles, ``logging`` notes on the root logger) off the user's stdout: an export prints
+    n2nkit's lines only. Errors still raise."""
+    levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
 def quantize_int8(
     source: Path,
     path: Path,
@@ -240,20 +264,22 @@ def quantize_int8(
     scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         pre, quant = scratch / "pre.onnx", scratch / "quant.onnx"
-        quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)
+        with quiet():
+            quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)
         excluded = output_head(onnx.load(str(pre)))
-        quantize_static(
-            str(pre),
-            str(quant),
-            _reader(calibration),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            reduce_range=reduce_range,
-            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=excluded,
-            **_with_symmetry(calibration_options(method), symmetric),
-        )
+        with quiet():
+            quantize_static(
+                str(pre),
+                str(quant),
+                _reader(calibration),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                reduce_range=reduce_range,
+                activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded,
+                **_with_symmetry(calibration_options(method), symmetric),
+            )
         model = onnx.load(str(quant))
         extra = {
             **metadata.extra,

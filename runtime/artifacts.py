@@ -14,6 +14,9 @@ Artifacts (names in an export folder), by kind::
     ort-int8  model.int8.ort        INT8 in ORT format
     trt-fp32, trt-fp16, trt-int8    model.<precision>.engine + model.<precision>.engine.json
 
+``export.json`` (the manifest) names the checkpoint every artifact in the folder came from
+(its weights' fingerprint), so one folder never mixes two checkpoints' artifacts.
+
 The sidecar ``<engine>.json`` records what an engine is tied to (TensorRT version, GPU,
 profiles) and the model's metadata, which an engine file cannot carry itself.
 """
@@ -30,6 +33,8 @@ from n2nkit.fileio import atomic_write_text
 
 SIDECAR_FORMAT = "n2nkit.tensorrt-engine"
 SIDECAR_VERSION = 1
+MANIFEST = "export.json"  # which checkpoint the folder's artifacts came from
+MANIFEST_FORMAT = "n2nkit.export"
 TIMING_CACHE = "tensorrt.timing.cache"  # reused by later engine builds in the same folder
 MODEL_SUFFIXES = (".onnx", ".ort", ".engine")
 REBUILD = "rebuild it on this machine with `n2nkit export --trt`"
@@ -120,3 +125,36 @@ def read_sidecar(engine: Path) -> dict[str, Any]:
     if missing:
         raise ModelFormatError(f"{path.name} lacks {', '.join(missing)}: {REBUILD}")
     return info
+
+
+# ------------------------------------------------------------------ export manifest
+def write_manifest(folder: Path, source: str, fingerprint: str) -> Path:
+    """Record (atomically) that ``folder``'s artifacts come from checkpoint ``source``, whose
+    weights hash to ``fingerprint``."""
+    record = {
+        "format": MANIFEST_FORMAT,
+        "format_version": 1,
+        "source": source,
+        "fingerprint": fingerprint,
+    }
+    return atomic_write_text(Path(folder) / MANIFEST, json.dumps(record, indent=2) + "\n")
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest of an export folder; None when there is none or it is unreadable."""
+    try:
+        info = json.loads((Path(folder) / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(info, dict) or info.get("format") != MANIFEST_FORMAT:
+        return None
+    return info
+
+
+def artifact_files(folder: Path) -> list[Path]:
+    """Every file of the contract present in ``folder``: artifacts, engine sidecars and the
+    manifest (not the timing cache, which belongs to the machine, not to a checkpoint)."""
+    folder = Path(folder)
+    names = [k.file for k in KINDS]
+    names += [sidecar_path(Path(k.file)).name for k in KINDS if k.format == "tensorrt"]
+    return [folder / n for n in (*names, MANIFEST) if (folder / n).is_file()]

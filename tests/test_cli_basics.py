@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from n2nkit.cli import app
@@ -34,6 +35,45 @@ def test_models_lists_variants_with_counts() -> None:
     assert "488,739" in result.output and "320,211" in result.output
 
 
-def test_version() -> None:
+def test_version_is_the_installed_and_the_declared_one() -> None:
+    import importlib.metadata
+    from pathlib import Path
+
+    import tomllib
+
+    declared = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    installed = importlib.metadata.version("n2nkit")
+    assert installed == declared["project"]["version"]
     result = runner.invoke(app, ["--version"])
-    assert result.exit_code == 0 and "n2nkit" in result.output
+    assert result.exit_code == 0
+    assert result.output.strip() == f"n2nkit {installed}"
+
+
+COMMANDS = ("models", "train", "export", "denoise", "compare", "pipeline")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert f"n2nkit {command}" in result.output and "--help" in result.output
+
+
+# One user error per command: exit 2, one `error:` line on stderr naming the problem.
+ERRORS = {
+    "models": (["--size", "0"], "--size must be a positive"),
+    "train": (["--variant", "nope"], "unknown model variant 'nope'"),
+    "export": (["/nonexistent/best.pt"], "checkpoint not found: /nonexistent/best.pt"),
+    "denoise": (["/nonexistent.png", "-o", "/nonexistent-out.png"], "input not found"),
+    "compare": ([], "name at least one model"),
+    "pipeline": (["--variants", "nope", "--out", "/nonexistent/p"], "unknown model variant"),
+}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_reports_a_user_error_in_one_line(command: str) -> None:
+    args, message = ERRORS[command]
+    result = runner.invoke(app, [command, *args])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines

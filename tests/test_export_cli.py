@@ -89,20 +89,40 @@ def test_unknown_variant(tmp_path: Path) -> None:
     _one_line_error(result, "resnet9000")
 
 
+def _plain_load_runs_it(path: Path, marker: Path, loader: str) -> bool:
+    """Load ``path`` with a plain unpickler in a fresh interpreter; True if that created the
+    marker (the file really carries code, so n2nkit's refusal is what kept it from running)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import pickle, sys, torch; path = sys.argv[1]\n"
+        "try:\n"
+        f"    {loader}\n"
+        "except Exception:\n"
+        "    pass\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=120)
+    return marker.exists()
+
+
 def test_pickle_that_runs_code_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
     torch.save({"format": FORMAT, "x": Payload(marker)}, evil)  # torch.save pickles it
-    with evil.open("rb") as f:  # sanity: a plain unpickler *would* run it
-        assert f.read(2) == b"PK"
     result = _export([str(evil), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2
     _one_line_error(result, "refused")
     assert not marker.exists()
+    # The file is a real exploit: torch.load(weights_only=False) does run it.
+    assert _plain_load_runs_it(evil, marker, "torch.load(path, weights_only=False)")
+
+    marker.unlink()
     raw = tmp_path / "raw.pt"
     raw.write_bytes(pickle.dumps(Payload(marker)))
     result = _export([str(raw), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and not marker.exists()
+    assert _plain_load_runs_it(raw, marker, "pickle.load(open(path, 'rb'))")
 
 
 @pytest.mark.skipif(HAS_TRT, reason="TensorRT and a GPU are present here")

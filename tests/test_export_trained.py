@@ -44,7 +44,8 @@ def test_every_artifact_passes_and_is_published(exported) -> None:
         assert row.status is Status.PASSED, (row.name, row.message)
         assert row.path == out / row.name and row.path.stat().st_size == row.size_bytes
         assert row.max_abs_error is not None and row.psnr_change is not None
-    assert sorted(p.name for p in out.iterdir()) == sorted(names)  # no scratch left behind
+    # no scratch left behind; the manifest names the checkpoint the artifacts came from
+    assert sorted(p.name for p in out.iterdir()) == sorted([*names, "export.json"])
 
 
 def test_int8_and_fp16_psnr_loss_within_budget(exported) -> None:
@@ -82,7 +83,7 @@ def test_failed_verification_deletes_the_artifact(run_dir: Path, tmp_path: Path)
     assert fp32.status is Status.PASSED
     assert fp16.status is Status.FAILED_VERIFICATION and fp16.path is None
     assert "exceeds" in fp16.message
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export.json", "model.onnx"]
 
 
 def test_cli_prints_the_table(run_dir: Path, tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run(
         [
@@ -30,7 +30,12 @@ def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
         check=True,
         capture_output=True,
     )
-    (wheel,) = out.glob("n2nkit-*.whl")
+    (built,) = out.glob("n2nkit-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def wheel_names(wheel: Path) -> list[str]:
     with zipfile.ZipFile(wheel) as zf:
         return zf.namelist()
 
@@ -63,5 +68,12 @@ def test_shipped_models_are_packaged(wheel_names: list[str]) -> None:
         assert f"n2nkit/runtime/models/{name}" in wheel_names
 
 
-def test_console_script_is_declared(wheel_names: list[str]) -> None:
-    assert any(n.endswith(".dist-info/entry_points.txt") for n in wheel_names)
+def test_console_script_maps_n2nkit_to_the_cli(wheel: Path, wheel_names: list[str]) -> None:
+    import configparser
+
+    (name,) = [n for n in wheel_names if n.endswith(".dist-info/entry_points.txt")]
+    with zipfile.ZipFile(wheel) as zf:
+        text = zf.read(name).decode("utf-8")
+    entry_points = configparser.ConfigParser()
+    entry_points.read_string(text)
+    assert dict(entry_points["console_scripts"]) == {"n2nkit": "n2nkit.cli:main"}, text

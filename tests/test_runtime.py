@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 from conftest import make_onnx_model
 
-from n2nkit.errors import MissingDependencyError, ModelFormatError, UnknownNameError, UserInputError
+from n2nkit.errors import (
+    MissingDependencyError,
+    ModelFormatError,
+    N2NError,
+    UnknownNameError,
+    UserInputError,
+)
 from n2nkit.runtime import Denoiser, shipped_model_names
 from n2nkit.runtime.tiling import plan_axis
 from n2nkit.runtime.trt_backend import check_compatible
@@ -215,6 +221,11 @@ def test_missing_backends_name_the_extra_to_install(identity_model, tmp_path: Pa
     except ImportError:
         with pytest.raises(MissingDependencyError, match=r"TensorRT.*n2nkit\[gpu\]"):
             Denoiser.load(engine, backend="trt")
+    else:  # TensorRT is here: the engine (for GPU "g", TensorRT 10.0) is refused, never run
+        with pytest.raises(N2NError) as refused:
+            Denoiser.load(engine, backend="trt")
+        message = str(refused.value)
+        assert "rebuild" in message or "n2nkit[gpu]" in message, message
 
 
 def test_engine_for_another_gpu_or_tensorrt_is_refused_with_rebuild() -> None:

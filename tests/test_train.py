@@ -185,14 +185,17 @@ def test_parse_duration_refuses_nonsense() -> None:
         parse_duration("ten minutes")
 
 
-def test_precision_choices_on_the_cpu() -> None:
-    from n2nkit.sysinfo import cpu_flags
+def test_precision_choices_on_the_cpu(monkeypatch) -> None:
+    from n2nkit import sysinfo
 
     cpu = torch.device("cpu")
     assert trainer.autocast_dtype("fp32", cpu) is None
     assert trainer.autocast_dtype("bf16", cpu) is torch.bfloat16
-    native = bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
-    assert trainer.autocast_dtype("auto", cpu) is (torch.bfloat16 if native else None)
+    # auto: bf16 only on CPUs that run it natively (fixed flag sets, not this machine's)
+    for flags, expected in [({"avx2", "fma"}, None), ({"avx512f", "avx512_bf16"}, torch.bfloat16),
+                            ({"amx_bf16"}, torch.bfloat16), (set(), None)]:  # fmt: skip
+        monkeypatch.setattr(sysinfo, "cpu_flags", lambda flags=flags: set(flags))
+        assert trainer.autocast_dtype("auto", cpu) is expected, flags
     with pytest.raises(UserInputError, match="fp16 needs a CUDA GPU"):
         trainer.autocast_dtype("fp16", cpu)
     with pytest.raises(UnknownNameError, match="precision"):
@@ -200,9 +203,19 @@ def test_precision_choices_on_the_cpu() -> None:
 
 
 def test_bf16_training_step_runs_and_records_its_precision(tmp_path: Path) -> None:
-    result = train(TrainConfig(epochs=1, precision="bf16", out=tmp_path / "r", **TINY), False)
-    assert result.history[-1]["precision"] == "bfloat16"
-    assert result.best_val_psnr > 0
+    from n2nkit.training.data import resolve_val_data
+    from n2nkit.training.noise import parse_noise
+
+    result = train(TrainConfig(epochs=2, precision="bf16", out=tmp_path / "r", **TINY), False)
+    assert [h["precision"] for h in result.history] == ["bfloat16", "bfloat16"]
+    # best_val_psnr is the best epoch's score, and best.pt's weights reproduce it
+    assert result.best_val_psnr == max(h["val_psnr"] for h in result.history)
+    model, ckpt = load_model(result.best_checkpoint)
+    assert all(v.dtype == torch.float32 for v in ckpt["state_dict"].values())  # master weights
+    val = trainer.build_val_set(resolve_val_data(None), parse_noise("gaussian:25"), 32,
+                                TINY["val_size"], 32, torch.device("cpu"))  # fmt: skip
+    assert trainer.validate(model, val) == pytest.approx(result.best_val_psnr, abs=1e-3)
+    assert val.psnr_noisy == pytest.approx(result.val_psnr_noisy, abs=1e-4)
 
 
 def test_init_starts_from_another_runs_weights(tmp_path: Path) -> None:

@@ -47,3 +47,67 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
 
 def atomic_write_text(path: Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_out_dir(path: Path, option: str = "--out") -> Path:
+    """Fail early, with one line, when ``path`` cannot become an output folder: it is a file,
+    lies under a file, or its nearest existing folder is not writable. Creates nothing, so a
+    command can check before minutes of work (and before deciding what it created)."""
+    from n2nkit.errors import UserInputError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserInputError(f"{option} {path} exists and is not a folder")
+    probe = path
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise UserInputError(f"{option} {path}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK) or _read_only_fs(probe):
+        raise UserInputError(f"{option} {path}: {probe} is not writable")
+    return path
+
+
+def _read_only_fs(folder: Path) -> bool:
+    """True on a read-only file system (where ``os.access`` says yes to root)."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return False
+    return bool(st.f_flag & os.ST_RDONLY)
+
+
+def make_out_dir(path: Path, option: str = "--out") -> Path | None:
+    """:func:`check_out_dir`, then create it (and missing parents); the topmost folder this
+    call created, None when it existed (so a failed command removes only what it created)."""
+    from n2nkit.errors import UserInputError
+
+    path = check_out_dir(path, option)
+    created = None
+    probe = path.absolute()
+    while not probe.exists() and probe.parent != probe:
+        created, probe = probe, probe.parent
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserInputError(f"{option} {path} cannot be created: {exc.strerror or exc}") from None
+    return created
+
+
+def remove_leftovers(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
+    """Delete what an interrupted writer left in ``folder`` (temp files of :func:`atomic_write`,
+    scratch folders), matched by glob ``patterns``; call it only while holding the folder's
+    lock (:mod:`n2nkit.runlock`), when no other writer can be using them."""
+    import shutil
+
+    removed = []
+    for pattern in patterns:
+        for leftover in Path(folder).glob(pattern):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ from n2nkit.training.data import (
     resolve_val_data,
 )
 from n2nkit.training.gpu_batches import CropBank, to_float
+from n2nkit.training.memory import check_fits
 from n2nkit.training.metrics import psnr
 from n2nkit.training.models import create_model
 from n2nkit.training.neighbor import (
@@ -275,6 +277,11 @@ def _progress(enabled: bool):
     )
 
 
+# What a resume takes from this call; everything else (data, noise, model, recipe) is the run's
+# identity and comes from last.pt. ``epochs``/``budget_s`` only when given.
+RESUME_TAKES = ("epochs", "budget_s", "device", "num_threads", "precision")
+
+
 def settle_config(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | None]:
     """Validate; on resume take the saved config (keeping this call's run-control settings)."""
     config.validate()
@@ -426,6 +433,7 @@ def _setup(config: TrainConfig) -> _Run:
     dist = distributed.from_env()
     device, gen = _setup_device(config, dist)
     model = _setup_model(config, device, fresh=resumed is None)
+    check_fits(config, model, device)  # refuse with the figure before allocating data
 
     # Data: uint8 images on the device; crops, augmentation and noise are drawn there.
     data = resolve_train_data(config.data)
@@ -459,6 +467,8 @@ def _setup(config: TrainConfig) -> _Run:
         run.best_psnr = float(resumed.get("best_val_psnr", -math.inf))
         run.history = list(resumed.get("history", []))
         run.elapsed_before = float(resumed.get("elapsed_s", 0.0))
+        if dist.is_main:  # one writer: rank 0 (see _end_of_epoch)
+            reconcile_metrics(run_dir / METRICS_NAME, run.start_epoch, run.history)
         if dist.enabled:  # last.pt holds rank 0's stream only: every rank a fresh, seeded one
             gen.manual_seed(config.seed + dist.rank + 7919 * (run.start_epoch + 1))
     elif dist.is_main:
@@ -470,8 +480,33 @@ def _setup(config: TrainConfig) -> _Run:
 
 
 # --------------------------------------------------------------------------- train
+LEFTOVERS = (f".{BEST_NAME}.*.tmp", f".{LAST_NAME}.*.tmp")  # atomic writes a kill cut short
+
+
 def train(config: TrainConfig, progress: bool = True) -> TrainResult:
-    """Train one variant as ``config`` says; checkpoints and metrics land in ``config.out_dir``."""
+    """Train one variant as ``config`` says; checkpoints and metrics land in ``config.out_dir``.
+
+    The run folder is locked for the whole run (a second run into it fails with one line); a
+    run that fails before its first checkpoint removes the folder if it created it.
+    """
+    from n2nkit import runlock
+    from n2nkit.fileio import make_out_dir, remove_leftovers
+
+    out = Path(config.out_dir)
+    if not distributed.from_env().is_main:  # torchrun's other ranks share rank 0's lock
+        return _train_locked(config, progress)
+    created = make_out_dir(out)
+    try:
+        with runlock.hold(out, "train"):
+            remove_leftovers(out, LEFTOVERS)  # a killed run's temp files (we hold the lock)
+            return _train_locked(config, progress)
+    except BaseException:
+        if created and not (out / LAST_NAME).exists() and not (out / BEST_NAME).exists():
+            shutil.rmtree(created, ignore_errors=True)  # nothing of value: leave no empty --out
+        raise
+
+
+def _train_locked(config: TrainConfig, progress: bool) -> TrainResult:
     run = _setup(config)
     epoch, stopped_by = run.start_epoch, "epochs"
     run.start = time.monotonic()
@@ -608,13 +643,39 @@ def _end_of_epoch(run: _Run, epoch: int, stats: dict[str, Any]) -> float:
         "replica_spread": stats.get("replica_spread", 0.0),
     }
     run.history.append(record)
-    with (run.run_dir / METRICS_NAME).open("a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
     metrics = {k: record[k] for k in ("val_psnr", "val_psnr_noisy", "train_loss")}
-    run.save(run.last_path, epoch, metrics, True, elapsed_s=run.elapsed_total())
     if improved:
         run.save(run.best_path, epoch, metrics, False)
+    run.save(run.last_path, epoch, metrics, True, elapsed_s=run.elapsed_total())
+    # After the checkpoints it describes: a kill before this line loses the line, which resume
+    # restores from last.pt's history; never a line for an epoch no checkpoint holds.
+    with (run.run_dir / METRICS_NAME).open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
     return val_psnr
+
+
+def reconcile_metrics(path: Path, epoch: int, history: list[dict[str, Any]]) -> None:
+    """On resume, make ``metrics.jsonl`` hold exactly one line per epoch up to ``epoch``
+    (last.pt's): drop lines of epochs a kill cut off after the line (or repeated ones) and
+    restore lines from ``history`` that a kill cut off before. Rewritten atomically."""
+    from n2nkit.fileio import atomic_write_text
+
+    by_epoch: dict[int, str] = {}
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+                at = int(record["epoch"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut short by the kill
+            if 1 <= at <= epoch:
+                by_epoch[at] = line
+    for record in history:
+        at = record.get("epoch")
+        if isinstance(at, int) and 1 <= at <= epoch and at not in by_epoch:
+            by_epoch[at] = json.dumps(record)
+    lines = [by_epoch[k] + "\n" for k in sorted(by_epoch)]
+    atomic_write_text(path, "".join(lines))
 
 
 # --------------------------------------------------------------------------- one batch

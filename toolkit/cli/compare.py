@@ -129,25 +129,31 @@ def run_compare(
     from n2nkit.bench.compare import compare as run
     from n2nkit.bench.report import write_all
     from n2nkit.cli.console import console
-    from n2nkit.errors import UserInputError
+    from n2nkit.fileio import make_out_dir
 
-    if out.exists() and not out.is_dir():
-        raise UserInputError(f"--out {out} exists and is not a folder")
-    with console.status("measuring…") as status:
-        report = run(
-            models,
-            targets,
-            noises,
-            budget_s=budget,
-            min_runs=min_runs,
-            warmup=warmup,
-            baselines=baselines,
-            seed=seed,
-            clip_noise=clip_noise,
-            torch_compile=torch_compile,
-            on_step=lambda msg: status.update(f"measuring: {msg}"),
-        )
-    paths = write_all(report, out)
+    created = make_out_dir(out)  # before minutes of measurement, not after
+    try:
+        with console.status("measuring…") as status:
+            report = run(
+                models,
+                targets,
+                noises,
+                budget_s=budget,
+                min_runs=min_runs,
+                warmup=warmup,
+                baselines=baselines,
+                seed=seed,
+                clip_noise=clip_noise,
+                torch_compile=torch_compile,
+                on_step=lambda msg: status.update(f"measuring: {msg}"),
+            )
+        paths = write_all(report, out)
+    except BaseException:
+        if created and not any(Path(out).iterdir()):
+            import shutil
+
+            shutil.rmtree(created, ignore_errors=True)  # a failed compare leaves no empty --out
+        raise
     _print_report(console, report)
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
     return paths

@@ -89,6 +89,13 @@ def export(
         int,
         typer.Option(help="Seed of the parity inputs and noise draws.", rich_help_panel=ADVANCED),
     ] = 0,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            help="Replace the artifacts of another checkpoint in --out (a folder holds one "
+            "checkpoint's artifacts; without this the export refuses)."
+        ),
+    ] = False,
 ) -> None:
     """Export a checkpoint and verify every artifact against PyTorch before reporting it.
 
@@ -96,9 +103,15 @@ def export(
     failed. Exits non-zero unless every artifact passed.
     """
     from n2nkit.errors import UnknownNameError, UserInputError
+    from n2nkit.export.onnx_export import check_opset, require_export_packages
+    from n2nkit.fileio import check_out_dir
+
+    require_export_packages()  # exit 3 with the install line, before anything is loaded
     from n2nkit.export.tensorrt_engine import DEFAULT_PROFILES, PRECISIONS, Profile
     from n2nkit.export.verify import TOLERANCES, Tolerance
 
+    check_opset(opset)
+    check_out_dir(out)
     modes = {"auto": None, "on": True, "off": False}
     if not 0.0 <= int8_max_loss <= 10.0:
         raise UserInputError(f"--int8-max-loss {int8_max_loss} dB: give 0 to 10")
@@ -123,6 +136,7 @@ def export(
         timing_cache=timing_cache,
         tolerances={"int8": Tolerance(TOLERANCES["int8"].max_abs, int8_max_loss)},
         seed=seed,
+        overwrite=overwrite,
     )
 
 

@@ -90,6 +90,8 @@ def pipeline(
     from n2nkit.bench.targets import select_targets
     from n2nkit.cli.console import console
     from n2nkit.errors import UserInputError
+    from n2nkit.export.onnx_export import require_export_packages
+    from n2nkit.fileio import check_out_dir, make_out_dir
     from n2nkit.pipeline_state import PipelineState, clear
     from n2nkit.training.config import TrainConfig, parse_duration
     from n2nkit.training.models import parse_variants
@@ -97,11 +99,13 @@ def pipeline(
 
     names = parse_variants(variants, "--variants")
     budget_s = parse_duration(budget)
-    if out.exists() and not out.is_dir():
-        raise UserInputError(f"--out {out} exists and is not a folder")
+    if batch_size is not None and batch_size < 1:  # 0 must not quietly mean the default
+        raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
+    check_out_dir(out)
+    require_export_packages()  # the export step's packages, before minutes of training
     if fresh and out.exists():
         clear(out)
-    out.mkdir(parents=True, exist_ok=True)
+    make_out_dir(out)
     targets = select_targets(target)  # an unknown target fails now, not after training
     state = PipelineState(out)
     settings = recipe_settings(

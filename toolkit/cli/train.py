@@ -28,7 +28,39 @@ class Loss(str, Enum):
     l1 = "l1"
 
 
+# CLI options a resume takes from this call (training.trainer.RESUME_TAKES), and options that
+# only steer the command; every other option given with --resume is kept from last.pt.
+RESUME_TAKES = ("epochs", "budget", "device", "threads", "precision")
+COMMAND_ONLY = ("resume", "out", "progress", "overwrite")
+
+
+def resume_note(ctx: typer.Context) -> str | None:
+    """The note a ``--resume`` with other options prints: which of the given options the
+    resume keeps from the checkpoint (ignoring this call's values) and which it takes."""
+
+    def flag(name: str) -> str:
+        return "--" + name.replace("_", "-")
+
+    given = [
+        name
+        for name in ctx.params
+        # click's ParameterSource (vendored by newer typer): compared by name
+        if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") != "DEFAULT"
+        and name not in COMMAND_ONLY
+    ]
+    kept = [flag(n) for n in given if n not in RESUME_TAKES]
+    taken = [flag(n) for n in given if n in RESUME_TAKES]
+    if not kept:
+        return None
+    return (
+        f"--resume continues the run as last.pt recorded it: {', '.join(kept)} ignored (kept "
+        f"from the checkpoint); taken from this call: {', '.join(taken) or 'nothing given'} "
+        "(a resume takes only --epochs, --budget, --device, --threads, --precision)"
+    )
+
+
 def train(
+    ctx: typer.Context,
     variant: Annotated[
         str, typer.Option(help="Model variant, a comma list, or 'all' (see `n2nkit models`).")
     ] = "n2n",
@@ -84,7 +116,13 @@ def train(
             "--out", "-o", help="Run folder (default runs/<variant>; OUT/<variant> for several)."
         ),
     ] = None,
-    resume: Annotated[bool, typer.Option(help="Continue the run in the out folder.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            help="Continue the run in the out folder; takes only --epochs, --budget, --device, "
+            "--threads and --precision from this call (the rest from last.pt).",
+        ),
+    ] = False,
     overwrite: Annotated[
         bool, typer.Option(help="Start over in an out folder that already holds a run.")
     ] = False,
@@ -189,6 +227,10 @@ def train(
     from n2nkit.training.models import parse_variants
     from n2nkit.training.recipes import recipe_settings, training_device_type
 
+    if resume and (note := resume_note(ctx)):
+        from n2nkit.cli.console import print_note
+
+        print_note(note)
     if target is not None:
         from n2nkit.cli.console import print_note
 

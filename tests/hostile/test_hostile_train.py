@@ -1,0 +1,134 @@
+"""Hostile `n2nkit train` runs: two real processes into one --out (the second is refused,
+naming the first's pid), a SIGKILL mid-run then a resume (a stale lock does not block, no temp
+files remain, one metrics line per epoch), sizes that cannot fit in memory (refused with the
+figure), a failed run (no empty --out left), and a resume with other flags (one note saying
+which it keeps)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from n2nkit.cli import app
+
+runner = CliRunner()
+TINY = ["--epoch-size", "8", "--batch-size", "4", "--val-size", "4", "--crop", "32",
+        "--threads", "1", "--recipe", "report", "--no-progress"]  # fmt: skip
+
+
+def _n2nkit(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "n2nkit", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        **kwargs,
+    )
+
+
+def _epochs(metrics: Path) -> list[int]:
+    return [json.loads(line)["epoch"] for line in metrics.read_text().splitlines()]
+
+
+def test_second_run_into_one_out_is_refused_and_a_killed_run_resumes_cleanly(tmp_path):
+    from n2nkit.training.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    # Run A: many small epochs, so it is still training when B starts and when it is killed.
+    a = _n2nkit("train", "--out", str(run), "--epochs", "100000", *TINY)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "last.pt").exists():
+            assert a.poll() is None, a.communicate()
+            assert time.monotonic() < deadline, "run A wrote no checkpoint in 120 s"
+            time.sleep(0.2)
+
+        # Run B into the same folder: one line naming A's pid, non-zero exit.
+        b = _n2nkit("train", "--out", str(run), "--epochs", "1", "--overwrite", *TINY)
+        out, err = b.communicate(timeout=120)
+        assert a.poll() is None, "run A ended before B was refused: the test proves nothing"
+        assert b.returncode == 2, (out, err)
+        assert f"pid {a.pid}" in err and "in use by another n2nkit train" in err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    finally:
+        a.send_signal(signal.SIGKILL)  # kill -9 mid-run: no handler runs
+        a.communicate(timeout=60)
+    assert a.returncode == -signal.SIGKILL
+
+    last = load_checkpoint(run / "last.pt")["epoch"]
+    # What a kill at other points leaves: a half-written checkpoint, and (from an n2nkit that
+    # wrote the line before the checkpoint) a line for an epoch no checkpoint holds.
+    (run / ".last.pt.k1ll3d.tmp").write_bytes(b"half a checkpoint")
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"epoch": last + 1, "orphan": True}) + "\n")
+
+    # The lock of the dead run A does not block; the resume ends with unique, increasing epochs.
+    # (In this process: a third interpreter start costs more than the resume itself.)
+    args = ["train", "--out", str(run), "--resume", "--epochs", str(last + 1), "--threads", "1"]
+    resumed = runner.invoke(app, [*args, "--no-progress"])
+    assert resumed.exit_code == 0, resumed.output
+    assert _epochs(run / "metrics.jsonl") == list(range(1, last + 2))
+    assert not any("orphan" in line for line in (run / "metrics.jsonl").read_text().splitlines())
+    assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
+
+
+def test_validation_set_too_large_for_memory_is_refused_with_the_figure(tmp_path):
+    out = tmp_path / "new" / "run"
+    args = ["train", "--out", str(out), "--epochs", "1", *TINY]
+    args[args.index("--val-size") + 1] = "100000000"
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "--val-size 100000000" in result.stderr and "TB" in result.stderr
+    assert "Traceback" not in result.output and not (tmp_path / "new").exists()
+
+
+def test_batch_too_large_for_memory_is_refused_with_the_figure(tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--out", str(out), "--epochs", "1", *TINY]
+    args[args.index("--batch-size") + 1] = "200000"
+    args[args.index("--epoch-size") + 1] = "200000"
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "--batch-size 200000" in result.stderr and "per 32×32 crop" in result.stderr
+    assert not out.exists()
+
+
+def test_failed_train_removes_only_the_folders_it_created(tmp_path):
+    keep = tmp_path / "existing"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    for out in (tmp_path / "a" / "b" / "run", keep):
+        args = ["train", "--out", str(out), "--epochs", "1", "--data", str(tmp_path / "nope")]
+        result = runner.invoke(app, [*args, *TINY])
+        assert result.exit_code == 2, result.output
+        assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "a").exists()
+    assert sorted(os.listdir(keep)) == ["notes.txt"] and (keep / "notes.txt").read_text() == "mine"
+
+
+def test_resume_with_other_flags_says_which_it_keeps(tmp_path):
+    out = tmp_path / "run"
+    first = runner.invoke(app, ["train", "--out", str(out), "--epochs", "1", *TINY])
+    assert first.exit_code == 0, first.output
+    result = runner.invoke(
+        app,
+        ["train", "--out", str(out), "--resume", "--epochs", "2", "--lr", "0.5",
+         "--noise", "gaussian:10", "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    note = [line for line in result.stderr.splitlines() if line.startswith("note: --resume")]
+    assert len(note) == 1, result.stderr
+    ignored, taken = note[0].split("taken from this call:")
+    assert "--lr" in ignored and "--noise" in ignored and "--epochs" not in ignored
+    assert taken.split("(")[0].strip() == "--epochs"
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in records] == [1e-3, 1e-3]  # --lr 0.5 really was not taken
