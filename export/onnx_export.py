@@ -8,13 +8,10 @@ proves it on every export.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
 from pathlib import Path
 from typing import Any
 
+from n2nkit.export.quiet import quiet
 from n2nkit.runtime.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
 
 DEFAULT_OPSET = 17
@@ -99,21 +96,6 @@ def _name_dims(onnx_model: Any) -> None:
     del onnx_model.graph.value_info[:]
 
 
-@contextlib.contextmanager
-def _quiet():
-    """Silence the exporter's chatter (registration warnings, version-converter notes)."""
-    levels = {name: logging.getLogger(name).level for name in _QUIET_LOGGERS}
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
-
-
 def supported_opsets() -> range:
     """The opsets n2nkit can export: 17 (n2nkit's floor) up to the newest that both the
     installed onnx and torch's exporter know."""
@@ -165,7 +147,7 @@ def to_onnx_proto(model: Any, opset: int = DEFAULT_OPSET, example_side: int | No
     example = torch.rand(2, channels, side, side + max(multiple, 8))
     # Positional form: works whatever forward()'s argument is called.
     dynamic = ({0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC},)
-    with _quiet(), torch.no_grad():
+    with quiet(_QUIET_LOGGERS), torch.no_grad():
         program = torch.onnx.export(
             model,
             (example,),

@@ -20,20 +20,17 @@ exists, so it is measured too. The graph is pre-processed with ``quant_pre_proce
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
-import io
-import logging
 import os
 import shutil
 import tempfile
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from n2nkit.export.onnx_export import save_onnx, set_metadata
+from n2nkit.export.quiet import quiet
 from n2nkit.export.verify import (
     EvalSet,
     add_noise_np,
@@ -222,23 +219,6 @@ def _with_symmetry(options: dict[str, Any], symmetric: bool) -> dict[str, Any]:
 QUIET_LOGGERS = ("", "onnxruntime", "onnxruntime.quantization")  # "" is the root logger
 
 
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Keep onnxruntime.quantization's calibration chatter (``print`` of histogram counts and
-    percentiles, ``logging`` notes on the root logger) off the user's stdout: an export prints
-    n2nkit's lines only. Errors still raise."""
-    levels = {name: logging.getLogger(name).level for name in QUIET_LOGGERS}
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
-
-
 def quantize_int8(
     source: Path,
     path: Path,
@@ -264,10 +244,10 @@ def quantize_int8(
     scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
         pre, quant = scratch / "pre.onnx", scratch / "quant.onnx"
-        with quiet():
+        with quiet(QUIET_LOGGERS):  # calibration prints histogram counts otherwise
             quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)
         excluded = output_head(onnx.load(str(pre)))
-        with quiet():
+        with quiet(QUIET_LOGGERS):  # calibration prints histogram counts otherwise
             quantize_static(
                 str(pre),
                 str(quant),
