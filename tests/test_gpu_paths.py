@@ -190,7 +190,7 @@ def test_cuda_handles_are_their_values_not_getptr() -> None:
 
 
 def test_compare_worker_closes_its_backend(identity_model, tmp_path, monkeypatch) -> None:
-    from n2nkit import compare_worker
+    from n2nkit.bench import compare_worker
     from n2nkit.runtime import Denoiser
 
     closed = []
