@@ -192,8 +192,6 @@ class MixedBank:
         self.photos, self.synthetic = photos, synthetic
         self.rng = np.random.default_rng(seed + 104729)
         self.fraction = 1.0 if photos is None else fraction
-        self.device = synthetic.bank.device
-        self.crop = synthetic.bank.crop
 
     def draw(self, n: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:
         share = n * self.fraction
