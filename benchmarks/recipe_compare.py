@@ -1,6 +1,7 @@
 """Training recipes at equal compute: validation PSNR (mean and per-photo spread) per recipe.
 
     python benchmarks/recipe_compare.py --cpu-seconds 120 --md docs/models.md
+    taskset -c 1 python benchmarks/recipe_compare.py --schedules --minutes 10 --md docs/models.md
 
 Each row is one `n2nkit train` run (blind gaussian 0-50, n2n, one CPU thread) from scratch;
 what differs is the recipe or one setting of it. Every run gets the same CPU time, not the same
@@ -9,6 +10,11 @@ recipe's crops per CPU-second, and the real run trains on that many crops for ``
 (one epoch, so the cosine schedule spans it). On an idle machine this is equal wall time.
 Validation is the six built-in validation photos (equal crops from each, noise levels drawn
 across 0-50); the test photos are never touched here.
+
+``--schedules`` compares learning-rate schedules at equal wall time instead (run it pinned to
+one idle core): the fast recipe with its cosine schedule for ``--minutes``, then the report's
+step schedule scaled to the same run (the crops cosine got through, split into three epochs:
+×0.1 after the first and second third) and a constant rate, each for the same minutes.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ ROWS = {
     "fast, direct prediction": ["--recipe", "fast", "--direct"],
 }
 CALIBRATION_CROPS = 400
+SCHEDULE_HEADING = "Learning-rate schedule by measurement"
 
 
 def _train(args: list[str]) -> float:
@@ -65,6 +72,68 @@ def run(name: str, extra: list[str], cpu_seconds: float, variant: str, out: Path
     }
 
 
+def _scores(out: Path) -> tuple[dict, int]:
+    """The best validation line of a run and the crops it trained on."""
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    return max(lines, key=lambda r: r["val_psnr"]), sum(r["pairs"] for r in lines)
+
+
+def run_schedules(minutes: float, variant: str, tmp: Path) -> list[dict]:
+    """Cosine, step (×0.1 at thirds) and constant, each for ``minutes`` of wall time."""
+    common = ["--variant", variant, "--noise", "gaussian:0-50", "--threads", "1",
+              "--no-progress", "--recipe", "fast", "--val-size", "600",
+              "--budget", f"{minutes:g}m", "--epochs", "1000"]  # fmt: skip
+    rows: list[dict] = []
+
+    def row(i: int, name: str, extra: list[str]) -> dict:
+        out = tmp / f"schedule{i}"
+        used = _train([*common, *extra, "--out", str(out)])
+        best, crops = _scores(out)
+        result = {"recipe": name, "args": " ".join(extra), "val_psnr": best["val_psnr"],
+                  "noisy": best["val_psnr_noisy"], "by_photo": best["val_psnr_by_photo"],
+                  "crops": crops, "cpu_s": used}  # fmt: skip
+        print(json.dumps(result), flush=True)
+        return result
+
+    rows.append(row(0, "cosine over the run (fast)", ["--schedule", "cosine",
+                                                      "--epoch-size", "4000"]))  # fmt: skip
+    third = max(1, rows[0]["crops"] // 3)  # the report's ×0.1 steps, scaled to this run
+    rows.append(
+        row(
+            1,
+            f"step: ×0.1 after each third ({third:,}-crop epochs)",
+            ["--schedule", "step", "--lr-step", "1", "--epoch-size", str(third)],
+        )
+    )
+    rows.append(row(2, "constant 1e-3", ["--schedule", "step", "--lr-step", "1000",
+                                         "--epoch-size", "4000"]))  # fmt: skip
+    return rows
+
+
+def table(rows: list[dict], first_column: str) -> str:
+    """The markdown table both comparisons print, one row per run."""
+    head = (
+        f"| {first_column} | val PSNR | gain over noisy | photo spread | crops seen "
+        "| CPU-s (whole run) |\n| --- | ---: | ---: | --- | ---: | ---: |\n"
+    )
+    return head + "".join(
+        f"| {r['recipe']} | {r['val_psnr']:.2f} dB | {r['val_psnr'] - r['noisy']:+.2f} dB | "
+        f"{min(r['by_photo']):.2f}–{max(r['by_photo']):.2f} | {r['crops']:,} | "
+        f"{r['cpu_s']:.0f} |\n"
+        for r in rows
+    )
+
+
+def schedule_markdown(rows: list[dict], minutes: float, variant: str) -> str:
+    head = (
+        f"`python benchmarks/recipe_compare.py --schedules --minutes {minutes:g}` (pinned to one "
+        f"idle core with `taskset -c 1`): {variant} from scratch with the fast recipe for "
+        f"{minutes:g} minutes of wall time per row, one thread; only the schedule differs. "
+        "Validation: the six validation photos, blind gaussian 0-50.\n\n"
+    )
+    return head + table(rows, "schedule")
+
+
 def markdown(rows: list[dict], cpu_seconds: float, variant: str) -> str:
     head = (
         f"`python benchmarks/recipe_compare.py --cpu-seconds {cpu_seconds:g} --variant "
@@ -72,25 +141,27 @@ def markdown(rows: list[dict], cpu_seconds: float, variant: str) -> str:
         f"that recipe gets through in {cpu_seconds:g} CPU-seconds (blind gaussian 0-50; "
         "calibrated per recipe, so equal compute), validation on the six validation photos "
         "(mean over photos; spread = lowest and highest photo).\n\n"
-        "| recipe | val PSNR | gain over noisy | photo spread | crops seen | CPU-s (whole run) |\n"
-        "| --- | ---: | ---: | --- | ---: | ---: |\n"
     )
-    body = "".join(
-        f"| {r['recipe']} | {r['val_psnr']:.2f} dB | {r['val_psnr'] - r['noisy']:+.2f} dB | "
-        f"{min(r['by_photo']):.2f}–{max(r['by_photo']):.2f} | {r['crops']:,} | "
-        f"{r['cpu_s']:.0f} |\n"
-        for r in rows
-    )
-    return head + body
+    return head + table(rows, "recipe")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-seconds", type=float, default=120.0)
     parser.add_argument("--variant", default="n2n")
+    parser.add_argument("--schedules", action="store_true", help="compare schedules instead")
+    parser.add_argument("--minutes", type=float, default=10.0, help="wall time per schedule")
     parser.add_argument("--md", type=Path, help="write the table into this markdown file")
     parser.add_argument("--json", type=Path, help="write the rows as JSON")
     args = parser.parse_args()
+    if args.schedules:
+        with tempfile.TemporaryDirectory() as tmp:
+            rows = run_schedules(args.minutes, args.variant, Path(tmp))
+        text = f"## {SCHEDULE_HEADING}\n\n" + schedule_markdown(rows, args.minutes, args.variant)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+        publish(text, args.md, SCHEDULE_HEADING)
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, extra) in enumerate(ROWS.items()):
