@@ -11,7 +11,13 @@ import torch
 from typer.testing import CliRunner
 
 from n2nkit.cli import app
-from n2nkit.training.neighbor import neighbor_subimages, regularised_loss, subsample
+from n2nkit.training.neighbor import (
+    clip_sigma,
+    clipped_mean,
+    neighbor_subimages,
+    regularised_loss,
+    subsample,
+)
 
 SIGMA = 25
 TINY = ["--epoch-size", "320", "--batch-size", "16", "--val-size", "16", "--threads", "2"]
@@ -115,3 +121,39 @@ def test_neighbor_refuses_what_cannot_work_in_one_line(
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_clipped_mean_matches_sampling() -> None:
+    gen = torch.Generator().manual_seed(0)
+    mu = torch.tensor([0.0, 0.02, 0.1, 0.5, 0.95, 1.0])
+    sigma = 25 / 255
+    noise = torch.randn(200_000, mu.numel(), generator=gen) * sigma
+    sampled = (mu + noise).clamp(0, 1).mean(0)
+    assert torch.allclose(clipped_mean(mu, sigma), sampled, atol=1e-3)
+    assert torch.equal(clipped_mean(mu, 0.0), mu)
+
+
+def test_clipped_mean_loss_recovers_dark_values_plain_mse_does_not() -> None:
+    """Fitting noisy clipped targets: the corrected loss finds the clean value, MSE its bias."""
+    gen = torch.Generator().manual_seed(1)
+    sigma, clean = 25 / 255, torch.tensor([0.01, 0.05, 0.98])
+    targets = (clean + torch.randn(20_000, 3, generator=gen) * sigma).clamp(0, 1)
+
+    def fit(correct: bool) -> torch.Tensor:
+        mu = torch.full((3,), 0.5, requires_grad=True)
+        opt = torch.optim.Adam([mu], lr=0.01)
+        for _ in range(600):
+            out = clipped_mean(mu, sigma) if correct else mu
+            loss = ((out - targets) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        return mu.detach()
+
+    assert torch.allclose(fit(True), clean, atol=0.01)
+    assert (fit(False) - clean).abs().max() > 0.03  # ~+5/255 on black, -3/255 near white
+
+
+def test_clip_sigma_is_the_middle_of_the_estimated_range() -> None:
+    assert clip_sigma([24.0, 26.0]) == 25 / 255
+    assert clip_sigma(None) == 0.0

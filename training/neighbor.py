@@ -11,6 +11,14 @@ commute with the sub-sampling:
 
 with ``f(y)`` computed on the full crop without gradient, and γ ramping linearly from 0 to
 ``GAMMA_MAX`` = 2 over the run (the paper's setting). The network never sees a clean pixel.
+
+Saved photos are clipped to [0, 255], so a noisy target's mean is not the clean value near the
+ends of the range: E[clip(x + n)] > x in the shadows (about +5/255 at σ = 25 on black) and
+< x in the highlights, and a network fitted to noisy targets learns that bias (measured: +5.4
+on coffee's dark pixels, −5.1 on its bright ones). With Gaussian noise of a known σ that mean
+has a closed form (:func:`clipped_mean`), so the loss compares the *clipped mean of the
+network's output* with the target: the network is then fitted to the clean value. σ is the
+run's noise estimate from the photos (:func:`trained_noise_range`).
 """
 
 from __future__ import annotations
@@ -90,6 +98,36 @@ def neighbor_subimages(
     return g1, g2, choice
 
 
+def _normal_cdf(z: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (1.0 + torch.erf(z * 0.7071067811865476))
+
+
+def _normal_pdf(z: torch.Tensor) -> torch.Tensor:
+    return torch.exp(-0.5 * z * z) * 0.3989422804014327
+
+
+def clipped_mean(mu: torch.Tensor, sigma: float) -> torch.Tensor:
+    """E[clip(mu + n, 0, 1)] for n ~ N(0, sigma²): what a clipped noisy pixel averages to.
+
+    With a = -mu/σ, b = (1-mu)/σ: P(above 1) + E[mu + n; 0 < mu + n < 1]
+    = 1 - Φ(b) + mu (Φ(b) - Φ(a)) + σ (φ(a) - φ(b)). Differentiable in ``mu``; ``mu`` itself
+    where ``sigma`` is 0.
+    """
+    if sigma <= 0:
+        return mu
+    a, b = -mu / sigma, (1.0 - mu) / sigma
+    phi_a, phi_b = _normal_cdf(a), _normal_cdf(b)
+    return 1.0 - phi_b + mu * (phi_b - phi_a) + sigma * (_normal_pdf(a) - _normal_pdf(b))
+
+
+def clip_sigma(noise_range: list[float] | None) -> float:
+    """The σ (0-1 scale) the loss assumes for clipping: the middle of the photos' estimated
+    range (0-255 scale), 0 (no correction) when there is none."""
+    if not noise_range:
+        return 0.0
+    return float(sum(noise_range)) / len(noise_range) / 255.0
+
+
 def gamma_at(progress: float) -> float:
     """γ of the regulariser at ``progress`` (0-1) of the run: linear ramp to GAMMA_MAX."""
     return GAMMA_MAX * min(1.0, max(0.0, progress))
@@ -116,17 +154,20 @@ def neighbor_loss(
     progress: float,
     autocast: Callable[[], AbstractContextManager],
     criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = F.mse_loss,
+    sigma: float = 0.0,
 ) -> torch.Tensor:
-    """One step's loss on a batch of uint8 (or float in [0, 1]) noisy crops N×C×S×S."""
+    """One step's loss on a batch of uint8 (or float in [0, 1]) noisy crops N×C×S×S; with
+    ``sigma`` > 0 (0-1 scale) outputs are compared through :func:`clipped_mean`."""
     y = noisy.float().div_(255.0) if not noisy.is_floating_point() else noisy
     y = y.contiguous(memory_format=torch.channels_last)
     g1, g2, choice = neighbor_subimages(y, generator)
     with torch.no_grad(), autocast():
-        full = model(y).float()
+        full = clipped_mean(model(y).float(), sigma)
     f1, f2 = subsample(full, *choice)
     with autocast():
         out = model(g1.contiguous(memory_format=torch.channels_last))
-    return regularised_loss(out.float(), g2, f1, f2, gamma_at(progress), criterion)
+    out = clipped_mean(out.float(), sigma)
+    return regularised_loss(out, g2, f1, f2, gamma_at(progress), criterion)
 
 
 def resolve_pairs(config, data) -> str:

@@ -56,6 +56,7 @@ from n2nkit.training.models import create_model
 from n2nkit.training.neighbor import (
     NEIGHBOR,
     check_crop,
+    clip_sigma,
     neighbor_loss,
     resolve_pairs,
     trained_noise_range,
@@ -576,7 +577,8 @@ def _train_epoch(run: _Run, epoch: int, bar: Any, task: Any) -> dict[str, Any]:
         n = min(config.batch_size, share - step * config.batch_size)
         if config.pairs == NEIGHBOR:  # the pair comes from one noisy crop
             crops = run.bank.draw(n, run.gen)[0]
-            loss = neighbor_loss(net, crops, run.gen, at, run.autocast, criterion)
+            loss = neighbor_loss(net, crops, run.gen, at, run.autocast, criterion,
+                                 clip_sigma(run.noise_range))  # fmt: skip
         else:
             inp, tgt = make_batch(run.bank, n, run.spec, config.supervision, run.gen)
             with run.autocast():
