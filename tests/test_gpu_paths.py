@@ -207,6 +207,9 @@ def test_compare_worker_closes_its_backend(identity_model, tmp_path, monkeypatch
 
 
 # ------------------------------------------------------------------ onnxruntime CUDA
+# The simulation lists a CUDA provider this onnxruntime lacks; its warning about that is the
+# simulation's, not something a user with onnxruntime-gpu sees.
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider':UserWarning")
 def test_cuda_request_on_cpu_onnxruntime_is_one_line_not_a_silent_cpu_session(
     identity_model, monkeypatch
 ) -> None:
