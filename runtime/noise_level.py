@@ -181,6 +181,6 @@ def outside_range_note(
         return None
     return (
         f"{name}: estimated noise σ≈{format_sigma(sigma)} lies outside the model's trained "
-        f"range {format_sigma(low)}–{format_sigma(high)}; consider fine-tuning: n2nkit train "
-        "--data NOISY_FOLDER --pairs neighbor --init CHECKPOINT"
+        f"range {format_sigma(low)}–{format_sigma(high)}; to train for it: n2nkit train "
+        "--noise gaussian:LOW-HIGH --init CHECKPOINT (docs/training.md)"
     )
