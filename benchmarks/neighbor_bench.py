@@ -74,8 +74,8 @@ def _onnx(checkpoint: Path, folder: Path) -> Path:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from n2nkit.bench.baselines import _nlm
-    from n2nkit.runtime import Denoiser
     from n2nkit.psnr import psnr as psnr_np
+    from n2nkit.runtime import Denoiser
 
     photos = [(n, c, noisy_8bit(c, args.sigma, SEED + k)) for k, (n, c) in enumerate(test_photos())]
     rows = [("noisy input", [psnr_np(noisy, clean) for _, clean, noisy in photos])]

@@ -75,7 +75,8 @@ def test_denoise_notes_noise_outside_the_trained_range(
     lines = [line for line in result.output.splitlines() if "outside the model's trained" in line]
     assert len(lines) == (1 if noted else 0), result.output
     if noted:
-        assert "photo.png: estimated noise σ≈" in lines[0] and "--pairs neighbor" in lines[0]
+        assert "photo.png: estimated noise σ≈" in lines[0]
+        assert "--noise gaussian:LOW-HIGH --init" in lines[0]
 
 
 def test_export_writes_the_checkpoints_range_and_the_runtime_reads_it() -> None:
