@@ -58,24 +58,22 @@ def run(name: str, extra: list[str], cpu_seconds: float, variant: str, out: Path
                           "--out", str(out / "calibration")])  # fmt: skip
     crops = max(CALIBRATION_CROPS, int(CALIBRATION_CROPS * cpu_seconds / calibration))
     used = _train([*common, "--epoch-size", str(crops), "--val-size", "600", "--out", str(out)])
+    return _result(name, extra, out, used)
+
+
+def _result(name: str, extra: list[str], out: Path, cpu_s: float) -> dict:
+    """A table row from a finished run: its best validation line and the crops it saw."""
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     best = max(lines, key=lambda r: r["val_psnr"])
-    pairs = sum(r["pairs"] for r in lines)
     return {
         "recipe": name,
         "args": " ".join(extra),
         "val_psnr": best["val_psnr"],
         "noisy": best["val_psnr_noisy"],
         "by_photo": best["val_psnr_by_photo"],
-        "crops": pairs,
-        "cpu_s": used,
+        "crops": sum(r["pairs"] for r in lines),
+        "cpu_s": cpu_s,
     }
-
-
-def _scores(out: Path) -> tuple[dict, int]:
-    """The best validation line of a run and the crops it trained on."""
-    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    return max(lines, key=lambda r: r["val_psnr"]), sum(r["pairs"] for r in lines)
 
 
 def run_schedules(minutes: float, variant: str, tmp: Path) -> list[dict]:
@@ -87,11 +85,7 @@ def run_schedules(minutes: float, variant: str, tmp: Path) -> list[dict]:
 
     def row(i: int, name: str, extra: list[str]) -> dict:
         out = tmp / f"schedule{i}"
-        used = _train([*common, *extra, "--out", str(out)])
-        best, crops = _scores(out)
-        result = {"recipe": name, "args": " ".join(extra), "val_psnr": best["val_psnr"],
-                  "noisy": best["val_psnr_noisy"], "by_photo": best["val_psnr_by_photo"],
-                  "crops": crops, "cpu_s": used}  # fmt: skip
+        result = _result(name, extra, out, _train([*common, *extra, "--out", str(out)]))
         print(json.dumps(result), flush=True)
         return result
 

@@ -98,10 +98,6 @@ def neighbor_subimages(
     return g1, g2, choice
 
 
-def _normal_cdf(z: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (1.0 + torch.erf(z * 0.7071067811865476))
-
-
 def _normal_pdf(z: torch.Tensor) -> torch.Tensor:
     return torch.exp(-0.5 * z * z) * 0.3989422804014327
 
@@ -116,7 +112,7 @@ def clipped_mean(mu: torch.Tensor, sigma: float) -> torch.Tensor:
     if sigma <= 0:
         return mu
     a, b = -mu / sigma, (1.0 - mu) / sigma
-    phi_a, phi_b = _normal_cdf(a), _normal_cdf(b)
+    phi_a, phi_b = torch.special.ndtr(a), torch.special.ndtr(b)
     return 1.0 - phi_b + mu * (phi_b - phi_a) + sigma * (_normal_pdf(a) - _normal_pdf(b))
 
 

@@ -566,6 +566,7 @@ def _train_epoch(run: _Run, epoch: int, bar: Any, task: Any) -> dict[str, Any]:
     epoch_start = time.monotonic()
     running = torch.zeros((), device=run.device)
     seen_steps, pairs, out_of_time = 0, 0, False
+    sigma = clip_sigma(run.noise_range)  # neighbor pairs: the clipping the loss accounts for
     for step in range(steps_per_epoch):
         if step % CHECK_EVERY == 0:
             run.sync_clock()  # distributed only: one clock for every rank's decisions
@@ -577,8 +578,7 @@ def _train_epoch(run: _Run, epoch: int, bar: Any, task: Any) -> dict[str, Any]:
         n = min(config.batch_size, share - step * config.batch_size)
         if config.pairs == NEIGHBOR:  # the pair comes from one noisy crop
             crops = run.bank.draw(n, run.gen)[0]
-            loss = neighbor_loss(net, crops, run.gen, at, run.autocast, criterion,
-                                 clip_sigma(run.noise_range))  # fmt: skip
+            loss = neighbor_loss(net, crops, run.gen, at, run.autocast, criterion, sigma)
         else:
             inp, tgt = make_batch(run.bank, n, run.spec, config.supervision, run.gen)
             with run.autocast():
