@@ -23,6 +23,7 @@ run's noise estimate from the photos (:func:`trained_noise_range`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
@@ -99,7 +100,7 @@ def neighbor_subimages(
 
 
 def _normal_pdf(z: torch.Tensor) -> torch.Tensor:
-    return torch.exp(-0.5 * z * z) * 0.3989422804014327
+    return torch.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
 
 
 def clipped_mean(mu: torch.Tensor, sigma: float) -> torch.Tensor:
