@@ -84,6 +84,7 @@ def _count_mismatch(tmp_path: Path) -> Path:
         (["--crop", "40"], "multiple"),
         (["--device", "cuda:7x"], "unknown device"),
         (["--resume"], "nothing to resume"),
+        (["--qat"], "give --init CHECKPOINT"),
     ],
 )
 def test_user_errors_are_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:

@@ -35,6 +35,7 @@ class TrainConfig:
     ``builtin``, 0 for folders; ``data="synthetic"`` is synthetic only).
     ``pairs``: ``synthetic`` (noise added to clean photos), ``files`` (given noisy pairs) or
     ``neighbor`` (pairs sub-sampled from single noisy photos); None picks from the data.
+    ``qat`` fine-tunes through simulated INT8 (training/qat.py); it needs ``init`` or ``resume``.
     ``epochs`` counts the run's total epochs;
     ``budget_s`` is the wall-clock limit of one invocation (training stops mid-epoch when it runs
     out, then validates and saves). ``out`` is accepted as an alias of ``out_dir``.
@@ -69,6 +70,7 @@ class TrainConfig:
     schedule: str = "step"
     synthetic_fraction: float | None = None
     pairs: str | None = None
+    qat: bool = False
     variant_kwargs: dict[str, Any] = field(default_factory=dict)
     out: InitVar[Path | None] = None
     target: InitVar[str | None] = None  # the old name of ``supervision``
@@ -104,6 +106,10 @@ class TrainConfig:
             )
         if self.pairs is not None and self.pairs not in PAIRINGS:
             raise UnknownNameError("pairing", self.pairs, PAIRINGS)
+        if self.qat and not (self.init or self.resume):
+            raise UserInputError(
+                "--qat fine-tunes a trained model through simulated INT8: give --init CHECKPOINT"
+            )
         if self.precision not in PRECISIONS:
             raise UnknownNameError("precision", self.precision, PRECISIONS)
         positive = {

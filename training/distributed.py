@@ -122,6 +122,21 @@ def init(dist: Dist, device: Any) -> None:
     atexit.register(shutdown)
 
 
+def finish() -> None:
+    """Leave the process group together: wait for every rank, then destroy it.
+
+    Called when ``n2nkit train`` has trained everything it was asked to, as torch's DDP
+    tutorial ends its workers. Ranks that left one by one from the exit handler alone once
+    aborted a gloo run at exit (``terminate called without an active exception``); the handler
+    stays for runs that end in an error. Safe without a process group, and to call twice.
+    """
+    import torch.distributed as td
+
+    if td.is_available() and td.is_initialized():
+        td.barrier()
+        td.destroy_process_group()
+
+
 def shutdown() -> None:
     """Leave the process group (at exit; safe to call twice)."""
     import torch.distributed as td

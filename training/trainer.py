@@ -475,9 +475,36 @@ def _setup(config: TrainConfig) -> _Run:
     elif dist.is_main:
         for name in (BEST_NAME, LAST_NAME, METRICS_NAME):
             (run_dir / name).unlink(missing_ok=True)  # --overwrite: no stale files
+    if config.qat:
+        _simulate_int8(run)
     # DDP broadcasts rank 0's weights here, and the construction waits for every rank.
     run.net = distributed.wrap(model, device, dist)
     return run
+
+
+def _simulate_int8(run: _Run) -> None:
+    """--qat: attach INT8 fake quantization and fix its ranges on a few training batches.
+
+    The batches come from a generator of their own, seeded alike on every rank, so under
+    torchrun every replica gets the same ranges (and the run's own random stream is untouched).
+    """
+    from n2nkit.training.qat import CALIBRATION_BATCHES, simulate_int8
+
+    config = run.config
+    gen = torch.Generator(device=run.device).manual_seed(config.seed + 4_242)
+
+    def batches():
+        for _ in range(CALIBRATION_BATCHES):
+            if config.pairs == NEIGHBOR:
+                yield run.bank.draw(config.batch_size, gen)[0].float().div_(255.0)
+            else:
+                yield make_batch(run.bank, config.batch_size, run.spec, config.supervision, gen)[0]
+
+    def forward(batch: torch.Tensor) -> None:
+        with run.autocast():
+            run.model(batch.contiguous(memory_format=torch.channels_last))
+
+    simulate_int8(run.model).calibrate(batches(), forward)
 
 
 # --------------------------------------------------------------------------- train

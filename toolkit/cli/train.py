@@ -199,6 +199,15 @@ def train(
             rich_help_panel=RECIPE,
         ),
     ] = None,
+    qat: Annotated[
+        bool,
+        typer.Option(
+            "--qat",
+            help="Quantization-aware fine-tuning: train through simulated INT8 so the "
+            "exported --int8 model loses less (with --init).",
+            rich_help_panel=RECIPE,
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Random seed.", rich_help_panel=ADVANCED)] = 0,
     val_size: Annotated[
         int, typer.Option(help="Fixed validation crops.", rich_help_panel=ADVANCED)
@@ -276,6 +285,7 @@ def train(
                 variant_kwargs={"residual": True} if uses_residual else {},
                 init=str(init) if init else None,
                 pairs=pairs.value if pairs else None,
+                qat=qat,
             ).validate()
         )
     from n2nkit.training.trainer import train as run_training
@@ -293,6 +303,9 @@ def train(
         )
     if len(results) > 1 and not results[0].rank:
         _print_summary(configs, results)
+    from n2nkit.training.distributed import finish
+
+    finish()  # torchrun: every rank leaves the process group together
 
 
 def _print_summary(configs: list, results: list) -> None:
