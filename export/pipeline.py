@@ -93,6 +93,7 @@ class _Context:
     seed: int = 0
     opset: int = DEFAULT_OPSET
     reduce_range: bool | None = None
+    int8_float_layers: int = 0
     profiles: Sequence[Profile] = DEFAULT_PROFILES
     timing_cache: Path | None = None
     say: Callable[[str], None] = lambda _message: None
@@ -195,12 +196,14 @@ def _build_int8(ctx: _Context, path: Path, source: Path | None) -> dict[str, Any
     batches = calibration_batches(ctx.noise, meta.size_multiple, seed=ctx.seed)
     selection = selection_set(meta, ctx.noise, ctx.seed)
     reference = verify.mean_psnr(verify.ort_runner(source), selection)
-    choice = quantize_best(source, path, meta, batches, selection, reduce_range=ctx.reduce_range)
+    choice = quantize_best(source, path, meta, batches, selection, reduce_range=ctx.reduce_range,
+                           float_layers=ctx.int8_float_layers)  # fmt: skip
     return {
         "calibration": choice.calibration,
         "reduce_range": choice.reduce_range,
         "selection_psnr_change": {k: round(v - reference, 4) for k, v in choice.psnr.items()},
         "quantized_ops": choice.ops,
+        "float_layers": ctx.int8_float_layers,
     }
 
 
@@ -235,6 +238,7 @@ def _engine_source(ctx: _Context, precision: str, fp32: Path) -> tuple[Path, dic
         selection_set(meta, ctx.noise, ctx.seed),
         reduce_range=False,
         symmetric=True,
+        float_layers=ctx.int8_float_layers,
     )
     return staged, {"calibration": choice.calibration, "quantized_ops": choice.ops}
 
@@ -320,6 +324,7 @@ def export_model(
     trt: bool = False,
     opset: int = DEFAULT_OPSET,
     reduce_range: bool | None = None,
+    int8_float_layers: int = 0,
     trt_precisions: Sequence[str] = PRECISIONS,
     trt_profiles: Sequence[Profile] = DEFAULT_PROFILES,
     timing_cache: Path | None = None,
@@ -355,6 +360,7 @@ def export_model(
             try:
                 return _export_locked(model, metadata, out_dir, int8, fp16, ort, trt,
                                       trt_precisions, opset=opset, reduce_range=reduce_range,
+                                      int8_float_layers=int8_float_layers,
                                       profiles=trt_profiles, timing_cache=timing_cache,
                                       tolerances=tolerances, seed=seed, say=say)  # fmt: skip
             except BaseException:
@@ -409,7 +415,8 @@ def _claim_folder(out_dir: Path, source: str, print_: str, overwrite: bool) -> N
 
 
 def _export_locked(model, metadata, out_dir, int8, fp16, ort, trt, trt_precisions, *, opset,
-                   reduce_range, profiles, timing_cache, tolerances, seed, say):  # fmt: skip
+                   reduce_range, int8_float_layers, profiles, timing_cache, tolerances, seed,
+                   say):  # fmt: skip
     noise = metadata.noise or DEFAULT_NOISE
     say("preparing parity inputs and validation images")
     model = model.eval()
@@ -424,7 +431,8 @@ def _export_locked(model, metadata, out_dir, int8, fp16, ort, trt, trt_precision
         torch_outputs=[torch_run(x) for x in evalset.parity],
         torch_psnr=verify.mean_psnr(torch_run, evalset),
         tolerances={**verify.TOLERANCES, **(tolerances or {})},
-        noise=noise, seed=seed, opset=opset, reduce_range=reduce_range, profiles=profiles,
+        noise=noise, seed=seed, opset=opset, reduce_range=reduce_range,
+        int8_float_layers=int8_float_layers, profiles=profiles,
         timing_cache=Path(timing_cache) if timing_cache else out_dir / TIMING_CACHE, say=say,
     )  # fmt: skip
     try:
@@ -464,7 +472,8 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, **options: Any) -> list[A
     """Checkpoint file or run folder -> verified artifacts in ``out_dir``, one row each.
 
     Options: ``int8``, ``fp16``, ``ort``, ``trt`` (bool); ``opset``; ``reduce_range``
-    (None = measure both); ``trt_precisions``; ``trt_profiles``; ``timing_cache``;
+    (None = measure both); ``int8_float_layers`` (the last N convolution layers of the INT8
+    models stay float); ``trt_precisions``; ``trt_profiles``; ``timing_cache``;
     ``tolerances``; ``seed``; ``progress`` (a callable taking a status line); ``overwrite``
     (replace another checkpoint's artifacts in ``out_dir`` instead of refusing: a folder holds
     one checkpoint's artifacts, named in its manifest).

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from n2nkit.errors import UserInputError
 from n2nkit.export.onnx_export import save_onnx, set_metadata
 from n2nkit.export.quiet import quiet
 from n2nkit.export.verify import (
@@ -134,15 +135,23 @@ def _reader(batches: list[Any]) -> Any:
 
 
 def quantized_ops(model: Any) -> dict[str, int]:
-    """Op types (with counts) whose inputs come from DequantizeLinear: what runs in INT8."""
+    """Op types (with counts) whose inputs come from DequantizeLinear: what runs in INT8.
+
+    A convolution counts when its *weights* do: one left in float may still read a quantized
+    activation (the graph input it shares with the first, quantized, convolution)."""
     produced_by_dq = {
         o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output
     }
+
+    def quantized(node: Any) -> bool:
+        if node.op_type in ("Conv", "ConvTranspose"):
+            return len(node.input) > 1 and node.input[1] in produced_by_dq
+        return any(i in produced_by_dq for i in node.input)
+
     counts = collections.Counter(
         n.op_type
         for n in model.graph.node
-        if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
-        and any(i in produced_by_dq for i in n.input)
+        if n.op_type not in ("QuantizeLinear", "DequantizeLinear") and quantized(n)
     )
     return dict(sorted(counts.items()))
 
@@ -200,6 +209,36 @@ def output_head(model: Any) -> list[str]:
     return head
 
 
+def float_tail(model: Any, layers: int) -> list[str]:
+    """Names of the nodes from the ``layers``-th last convolution layer to the output: what
+    ``--int8-float-layers`` keeps in float, besides :func:`output_head`.
+
+    A convolution split by ``graph_rewrite`` (its ``.partN`` convolutions and ``.sumN`` adds)
+    counts as the one layer it was. The graph's nodes are in topological order, so everything
+    after a node is downstream of it or independent of it, and a suffix of the list is closed
+    under consumers. Measured on the shipped truncated (docs/models.md): the INT8 loss sits at
+    the full-resolution output side, where 8-bit steps of the features land on the pixels.
+    """
+    import re
+
+    if layers <= 0:
+        return []
+    head = set(output_head(model))
+    nodes = list(model.graph.node)
+    layer_of = [re.sub(r"\.(part|sum)\d+$", "", n.name) for n in nodes]
+    starts: dict[str, int] = {}  # layer -> index of its first node
+    for index, (node, layer) in enumerate(zip(nodes, layer_of, strict=True)):
+        if node.op_type == "Conv" and node.name not in head:
+            starts.setdefault(layer, index)
+    if layers > len(starts):
+        raise UserInputError(
+            f"--int8-float-layers {layers}: this network has {len(starts)} convolution layers "
+            "before its output head"
+        )
+    cut = sorted(starts.values())[-layers]
+    return [n.name for n in nodes[cut:] if n.name not in head]
+
+
 def _with_symmetry(options: dict[str, Any], symmetric: bool) -> dict[str, Any]:
     """``options`` plus onnxruntime's switches for zero points of 0 on both activations and
     weights (``extra_options`` ActivationSymmetric / WeightSymmetric). Biases stay float:
@@ -227,6 +266,7 @@ def quantize_int8(
     reduce_range: bool = False,
     method: str = "percentile:99.9",
     symmetric: bool = False,
+    float_layers: int = 0,
 ) -> Path:
     """Quantize ``source`` into ``path`` (atomic), metadata precision ``int8``.
 
@@ -234,6 +274,7 @@ def quantize_int8(
     every zero point 0, which is all TensorRT's ONNX parser accepts for QuantizeLinear
     (onnx-tensorrt operators.md). The CPU artifact keeps UINT8 activations (asymmetric), whose
     zero point spends all 256 codes on a LeakyReLU's mostly positive range.
+    ``float_layers`` keeps the last convolution layers in float (:func:`float_tail`).
     """
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
@@ -246,7 +287,8 @@ def quantize_int8(
         pre, quant = scratch / "pre.onnx", scratch / "quant.onnx"
         with quiet(QUIET_LOGGERS):  # calibration prints histogram counts otherwise
             quant_pre_process(str(source), str(pre), skip_symbolic_shape=True)
-        excluded = output_head(onnx.load(str(pre)))
+        pre_model = onnx.load(str(pre))
+        excluded = [*output_head(pre_model), *float_tail(pre_model, float_layers)]
         with quiet(QUIET_LOGGERS):  # calibration prints histogram counts otherwise
             quantize_static(
                 str(pre),
@@ -267,6 +309,7 @@ def quantize_int8(
             "int8_calibration": f"{method},{sum(len(b) for b in calibration)} crops",
             "int8_float_nodes": ",".join(excluded),
             "int8_symmetric": str(symmetric).lower(),
+            "int8_float_layers": str(float_layers),
         }
         set_metadata(model, dataclasses.replace(metadata, precision="int8", extra=extra))
         save_onnx(model, path)
@@ -284,6 +327,7 @@ def quantize_best(
     reduce_range: bool | None = None,
     calibrations: Sequence[str] = CALIBRATIONS,
     symmetric: bool = False,
+    float_layers: int = 0,
 ) -> Int8Choice:
     """Build candidates and keep the one with the highest PSNR on ``selection``.
 
@@ -299,7 +343,9 @@ def quantize_best(
 
     def build(method: str, option: bool) -> None:
         candidate = path.with_name(f".{path.stem}.{len(candidates)}{path.suffix}")
-        quantize_int8(source, candidate, metadata, calibration, option, method, symmetric)
+        quantize_int8(
+            source, candidate, metadata, calibration, option, method, symmetric, float_layers
+        )
         candidates[(method, option)] = candidate
         psnr[(method, option)] = mean_psnr(ort_runner(candidate), selection)
 
