@@ -113,6 +113,20 @@ def test_clip_noise_protocol_gives_8_bit_noisy_images(tmp_path: Path) -> None:
     assert np.allclose(clipped * 255, np.round(clipped * 255), atol=1e-4)
 
 
+def test_a_levels_noise_draw_does_not_depend_on_the_other_levels(tmp_path: Path) -> None:
+    import numpy as np
+
+    from n2nkit.bench.compare import prepare_test_data
+
+    _, alone = prepare_test_data(["gaussian:25"], tmp_path / "alone.npz", clip=True)
+    _, listed = prepare_test_data(["gaussian:15", "gaussian:25"], tmp_path / "two.npz", clip=True)
+    _, seeded = prepare_test_data(["gaussian:25"], tmp_path / "seed1.npz", seed=1, clip=True)
+    alone, listed, seeded = np.load(alone), np.load(listed), np.load(seeded)
+    for photo in (0, 1):
+        assert np.array_equal(alone[f"noisy_0_{photo}"], listed[f"noisy_1_{photo}"])
+        assert not np.array_equal(alone[f"noisy_0_{photo}"], seeded[f"noisy_0_{photo}"])
+
+
 def test_baseline_speed_finding_uses_the_fastest_target_within_the_psnr_budget() -> None:
     from n2nkit.bench.findings import _baseline_findings
     from n2nkit.bench.report import Report, Row
