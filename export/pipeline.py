@@ -343,6 +343,7 @@ def export_model(
     if unknown:
         raise UserInputError(f"unknown TensorRT precision {unknown[0]!r}; choose {PRECISIONS}")
     metadata = metadata_for(model, ckpt)
+    _check_float_layers(model, int8_float_layers)
     if trt:
         from n2nkit.export.tensorrt_engine import require_tensorrt
 
@@ -412,6 +413,19 @@ def _claim_folder(out_dir: Path, source: str, print_: str, overwrite: bool) -> N
         for path in present:
             path.unlink()
     write_manifest(out_dir, source, print_)
+
+
+def _check_float_layers(model: Any, layers: int) -> None:
+    """Refuse ``--int8-float-layers`` beyond the network's convolutions before any work (the
+    ONNX graph has one Conv per ``Conv2d``; the last one, the output head, is float anyway)."""
+    import torch
+
+    available = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) - 1
+    if layers < 0 or layers > available:
+        raise UserInputError(
+            f"--int8-float-layers {layers}: this network has {available} convolution layers "
+            "before its output head"
+        )
 
 
 def _export_locked(model, metadata, out_dir, int8, fp16, ort, trt, trt_precisions, *, opset,

@@ -146,6 +146,13 @@ def test_bad_options_are_one_line(tmp_path: Path) -> None:
     result = _export([str(path), "--out", str(tmp_path / "o"), "--int8-max-loss", "-1"])
     assert result.exit_code == 2
     _one_line_error(result, "--int8-max-loss")
+    result = _export([str(path), "--out", str(tmp_path / "o"), "--int8-float-layers", "-1"])
+    assert result.exit_code == 2
+    _one_line_error(result, "give 0 or more")
+    result = _export([str(path), "--out", str(tmp_path / "o"), "--int8", "--int8-float-layers",
+                      "15"])  # fmt: skip
+    assert result.exit_code == 2
+    _one_line_error(result, "14 convolution layers")  # truncated: 15 Conv2d, one is the head
     assert not (tmp_path / "o").exists()  # refused before anything is written
 
 
