@@ -420,12 +420,9 @@ def _check_float_layers(model: Any, layers: int) -> None:
     ONNX graph has one Conv per ``Conv2d``; the last one, the output head, is float anyway)."""
     import torch
 
-    available = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) - 1
-    if layers < 0 or layers > available:
-        raise UserInputError(
-            f"--int8-float-layers {layers}: this network has {available} convolution layers "
-            "before its output head"
-        )
+    from n2nkit.export.quantize_int8 import check_float_layers
+
+    check_float_layers(layers, sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) - 1)
 
 
 def _export_locked(model, metadata, out_dir, int8, fp16, ort, trt, trt_precisions, *, opset,

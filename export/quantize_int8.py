@@ -209,6 +209,15 @@ def output_head(model: Any) -> list[str]:
     return head
 
 
+def check_float_layers(layers: int, available: int) -> None:
+    """Refuse ``--int8-float-layers`` outside 0 to the ``available`` layers before the head."""
+    if not 0 <= layers <= available:
+        raise UserInputError(
+            f"--int8-float-layers {layers}: this network has {available} convolution layers "
+            "before its output head"
+        )
+
+
 def float_tail(model: Any, layers: int) -> list[str]:
     """Names of the nodes from the ``layers``-th last convolution layer to the output: what
     ``--int8-float-layers`` keeps in float, besides :func:`output_head`.
@@ -230,11 +239,7 @@ def float_tail(model: Any, layers: int) -> list[str]:
     for index, (node, layer) in enumerate(zip(nodes, layer_of, strict=True)):
         if node.op_type == "Conv" and node.name not in head:
             starts.setdefault(layer, index)
-    if layers > len(starts):
-        raise UserInputError(
-            f"--int8-float-layers {layers}: this network has {len(starts)} convolution layers "
-            "before its output head"
-        )
+    check_float_layers(layers, len(starts))
     cut = sorted(starts.values())[-layers]
     return [n.name for n in nodes[cut:] if n.name not in head]
 
