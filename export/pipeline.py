@@ -94,6 +94,9 @@ class _Context:
     opset: int = DEFAULT_OPSET
     reduce_range: bool | None = None
     int8_float_layers: int = 0
+    int8_calibrations: tuple[str, ...] = ()  # empty: every candidate of quantize_int8
+    int8_equalize: bool = True
+    equalized: Path | None = None  # the equalized FP32 ONNX the INT8 models are built from
     profiles: Sequence[Profile] = DEFAULT_PROFILES
     timing_cache: Path | None = None
     say: Callable[[str], None] = lambda _message: None
@@ -190,21 +193,52 @@ def _build_fp32(ctx: _Context, path: Path, _source: Path | None) -> None:
 
 
 def _build_int8(ctx: _Context, path: Path, source: Path | None) -> dict[str, Any]:
-    from n2nkit.export.quantize_int8 import calibration_batches, quantize_best, selection_set
+    from n2nkit.export.quantize_int8 import (
+        CALIBRATIONS,
+        calibration_batches,
+        quantize_best,
+        selection_set,
+    )
 
     meta = ctx.metadata
     batches = calibration_batches(ctx.noise, meta.size_multiple, seed=ctx.seed)
     selection = selection_set(meta, ctx.noise, ctx.seed)
     reference = verify.mean_psnr(verify.ort_runner(source), selection)
+    source, meta = _int8_source(ctx, source)
     choice = quantize_best(source, path, meta, batches, selection, reduce_range=ctx.reduce_range,
-                           float_layers=ctx.int8_float_layers)  # fmt: skip
+                           float_layers=ctx.int8_float_layers,
+                           calibrations=ctx.int8_calibrations or CALIBRATIONS)  # fmt: skip
     return {
         "calibration": choice.calibration,
         "reduce_range": choice.reduce_range,
         "selection_psnr_change": {k: round(v - reference, 4) for k, v in choice.psnr.items()},
         "quantized_ops": choice.ops,
         "float_layers": ctx.int8_float_layers,
+        "equalized": meta.extra.get("int8_equalized") == "true",
     }
+
+
+def _int8_source(ctx: _Context, fp32: Path) -> tuple[Path, ModelMetadata]:
+    """The FP32 ONNX model INT8 models are quantized from, and their metadata: with
+    ``int8_equalize``, the network with per-channel equalized activations
+    (:mod:`n2nkit.export.equalize`; the same function, exported once per export), else
+    ``fp32`` itself (also for networks equalization does not apply to)."""
+    import dataclasses
+
+    applied = False
+    if ctx.int8_equalize and ctx.equalized is None:
+        from n2nkit.export.equalize import colour_diverse_batches, equalize_activations
+        from n2nkit.export.onnx_export import export_onnx
+
+        batches = colour_diverse_batches(ctx.noise, ctx.metadata.size_multiple, ctx.seed)
+        equalized = equalize_activations(ctx.model, batches)
+        if equalized is not None:
+            path = ctx.stage / ".int8-source.equalized.onnx"
+            ctx.equalized = export_onnx(equalized, path, ctx.metadata, ctx.opset)
+    if ctx.int8_equalize and ctx.equalized is not None:
+        fp32, applied = ctx.equalized, True
+    extra = {**ctx.metadata.extra, "int8_equalized": str(applied).lower()}
+    return fp32, dataclasses.replace(ctx.metadata, extra=extra)
 
 
 def _build_fp16(ctx: _Context, path: Path, source: Path | None) -> None:
@@ -227,11 +261,17 @@ def _engine_source(ctx: _Context, precision: str, fp32: Path) -> tuple[Path, dic
         from n2nkit.export.fp16 import convert_fp16
 
         return convert_fp16(fp32, ctx.stage / ".engine-source.fp16.onnx", ctx.metadata), {}
-    from n2nkit.export.quantize_int8 import calibration_batches, quantize_best, selection_set
+    from n2nkit.export.quantize_int8 import (
+        CALIBRATIONS,
+        calibration_batches,
+        quantize_best,
+        selection_set,
+    )
 
-    staged, meta = ctx.stage / ".engine-source.int8-symmetric.onnx", ctx.metadata
+    staged = ctx.stage / ".engine-source.int8-symmetric.onnx"
+    source, meta = _int8_source(ctx, fp32)
     choice = quantize_best(
-        fp32,
+        source,
         staged,
         meta,
         calibration_batches(ctx.noise, meta.size_multiple, seed=ctx.seed),
@@ -239,6 +279,7 @@ def _engine_source(ctx: _Context, precision: str, fp32: Path) -> tuple[Path, dic
         reduce_range=False,
         symmetric=True,
         float_layers=ctx.int8_float_layers,
+        calibrations=ctx.int8_calibrations or CALIBRATIONS,
     )
     return staged, {"calibration": choice.calibration, "quantized_ops": choice.ops}
 
@@ -325,6 +366,8 @@ def export_model(
     opset: int = DEFAULT_OPSET,
     reduce_range: bool | None = None,
     int8_float_layers: int = 0,
+    int8_calibration: str = "auto",
+    int8_equalize: bool = True,
     trt_precisions: Sequence[str] = PRECISIONS,
     trt_profiles: Sequence[Profile] = DEFAULT_PROFILES,
     timing_cache: Path | None = None,
@@ -344,6 +387,7 @@ def export_model(
         raise UserInputError(f"unknown TensorRT precision {unknown[0]!r}; choose {PRECISIONS}")
     metadata = metadata_for(model, ckpt)
     _check_float_layers(model, int8_float_layers)
+    calibrations = int8_calibrations(int8_calibration)
     if trt:
         from n2nkit.export.tensorrt_engine import require_tensorrt
 
@@ -362,6 +406,7 @@ def export_model(
                 return _export_locked(model, metadata, out_dir, int8, fp16, ort, trt,
                                       trt_precisions, opset=opset, reduce_range=reduce_range,
                                       int8_float_layers=int8_float_layers,
+                                      calibrations=calibrations, equalize=int8_equalize,
                                       profiles=trt_profiles, timing_cache=timing_cache,
                                       tolerances=tolerances, seed=seed, say=say)  # fmt: skip
             except BaseException:
@@ -415,6 +460,20 @@ def _claim_folder(out_dir: Path, source: str, print_: str, overwrite: bool) -> N
     write_manifest(out_dir, source, print_)
 
 
+def int8_calibrations(name: str) -> tuple[str, ...]:
+    """``--int8-calibration``: ``auto`` (empty: measure every candidate) or one calibration,
+    checked before any work (:func:`~n2nkit.export.quantize_int8.calibration_options`)."""
+    if name == "auto":
+        return ()
+    from n2nkit.export.quantize_int8 import calibration_options
+
+    try:
+        calibration_options(name)
+    except ValueError as error:
+        raise UserInputError(f"--int8-calibration: {error}") from None
+    return (name,)
+
+
 def _check_float_layers(model: Any, layers: int) -> None:
     """Refuse ``--int8-float-layers`` beyond the network's convolutions before any work (the
     ONNX graph has one Conv per ``Conv2d``; the last one, the output head, is float anyway)."""
@@ -426,8 +485,8 @@ def _check_float_layers(model: Any, layers: int) -> None:
 
 
 def _export_locked(model, metadata, out_dir, int8, fp16, ort, trt, trt_precisions, *, opset,
-                   reduce_range, int8_float_layers, profiles, timing_cache, tolerances, seed,
-                   say):  # fmt: skip
+                   reduce_range, int8_float_layers, calibrations, equalize, profiles,
+                   timing_cache, tolerances, seed, say):  # fmt: skip
     noise = metadata.noise or DEFAULT_NOISE
     say("preparing parity inputs and validation images")
     model = model.eval()
@@ -443,7 +502,8 @@ def _export_locked(model, metadata, out_dir, int8, fp16, ort, trt, trt_precision
         torch_psnr=verify.mean_psnr(torch_run, evalset),
         tolerances={**verify.TOLERANCES, **(tolerances or {})},
         noise=noise, seed=seed, opset=opset, reduce_range=reduce_range,
-        int8_float_layers=int8_float_layers, profiles=profiles,
+        int8_float_layers=int8_float_layers, int8_calibrations=calibrations,
+        int8_equalize=equalize, profiles=profiles,
         timing_cache=Path(timing_cache) if timing_cache else out_dir / TIMING_CACHE, say=say,
     )  # fmt: skip
     try:
@@ -484,7 +544,10 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, **options: Any) -> list[A
 
     Options: ``int8``, ``fp16``, ``ort``, ``trt`` (bool); ``opset``; ``reduce_range``
     (None = measure both); ``int8_float_layers`` (the last N convolution layers of the INT8
-    models stay float); ``trt_precisions``; ``trt_profiles``; ``timing_cache``;
+    models stay float); ``int8_calibration`` (``auto`` measures every candidate and keeps the
+    best on the selection crops; or ``minmax``, ``percentile:P``, ``tail-percentile:P``);
+    ``int8_equalize`` (quantize a per-channel equalized copy of the network, default True);
+    ``trt_precisions``; ``trt_profiles``; ``timing_cache``;
     ``tolerances``; ``seed``; ``progress`` (a callable taking a status line); ``overwrite``
     (replace another checkpoint's artifacts in ``out_dir`` instead of refusing: a folder holds
     one checkpoint's artifacts, named in its manifest).

@@ -149,6 +149,10 @@ def test_bad_options_are_one_line(tmp_path: Path) -> None:
     result = _export([str(path), "--out", str(tmp_path / "o"), "--int8-float-layers", "-1"])
     assert result.exit_code == 2
     _one_line_error(result, "give 0 or more")
+    result = _export([str(path), "--out", str(tmp_path / "o"), "--int8", "--int8-calibration",
+                      "percentile:101"])  # fmt: skip
+    assert result.exit_code == 2
+    _one_line_error(result, "unknown INT8 calibration 'percentile:101'")
     result = _export([str(path), "--out", str(tmp_path / "o"), "--int8", "--int8-float-layers",
                       "15"])  # fmt: skip
     assert result.exit_code == 2

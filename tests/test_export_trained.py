@@ -74,6 +74,8 @@ def test_each_artifact_carries_its_metadata(exported, run_dir: Path) -> None:
     assert props["n2nkit.int8_reduce_range"] in ("true", "false")
     assert ModelMetadata.from_props(props).extra["int8_reduce_range"] in ("true", "false")
     assert props["n2nkit.int8_calibration"].split(",")[0] in CALIBRATIONS
+    assert props["n2nkit.int8_equalized"] == "true"  # by default, for n2n
+    assert next(r for r in rows if r.name == "model.int8.onnx").details["equalized"] is True
 
 
 def test_failed_verification_deletes_the_artifact(run_dir: Path, tmp_path: Path) -> None:
@@ -91,3 +93,16 @@ def test_cli_prints_the_table(run_dir: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "✅" in result.output and "model.onnx" in result.output
     assert (tmp_path / "model.onnx").is_file()
+
+
+def test_a_named_calibration_is_the_only_one_built(run_dir: Path, tmp_path: Path) -> None:
+    """``--int8-calibration`` pins the activation ranges (one candidate, and the model says
+    so); ``--no-int8-equalize`` quantizes the network as it is."""
+    args = ["export", str(run_dir), "--out", str(tmp_path), "--int8", "--reduce-range", "off",
+            "--int8-calibration", "tail-percentile:99.99", "--no-int8-equalize",
+            "--int8-max-loss", "5"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "model.int8.onnx")).metadata_props}
+    assert props["n2nkit.int8_calibration"].startswith("tail-percentile:99.99,")
+    assert props["n2nkit.int8_equalized"] == "false"

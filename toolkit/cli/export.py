@@ -83,6 +83,23 @@ def export(
             rich_help_panel=ADVANCED,
         ),
     ] = 0,
+    int8_calibration: Annotated[
+        str,
+        typer.Option(
+            help="INT8 activation ranges: auto (measure the candidates, keep the best), "
+            "minmax, percentile:P (e.g. 99.99), or tail-percentile:P (percentile on the "
+            "full-resolution layers after the last upsampling, minmax elsewhere).",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = "auto",
+    int8_equalize: Annotated[
+        bool,
+        typer.Option(
+            help="Equalize per-channel activation ranges before INT8 (the same function; "
+            "n2n, truncated and deeper): 8-bit ranges that fit every channel.",
+            rich_help_panel=ADVANCED,
+        ),
+    ] = True,
     int8_max_loss: Annotated[
         float,
         typer.Option(
@@ -143,6 +160,8 @@ def export(
         opset=opset,
         reduce_range=modes[reduce_range],
         int8_float_layers=int8_float_layers,
+        int8_calibration=int8_calibration,
+        int8_equalize=int8_equalize,
         trt_precisions=tuple(trt_precision or PRECISIONS),
         trt_profiles=profiles,
         timing_cache=timing_cache,
@@ -194,6 +213,8 @@ def print_results(rows: list, out: Path) -> None:
             note = row.details["calibration"] + (", 7-bit" * bool(row.details["reduce_range"]))
             if row.details.get("float_layers"):
                 note += f", last {row.details['float_layers']} layers float"
+            if row.details.get("equalized"):
+                note += ", equalized"
         table.add_row(
             row.status.symbol,
             row.name,
