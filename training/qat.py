@@ -21,6 +21,8 @@ What is simulated mirrors what the export quantizes:
 The weights saved in checkpoints stay plain float, so ``n2nkit export`` quantizes them as any
 model, calibrating afresh; validation during the run scores the *simulated INT8* network, so
 ``best.pt`` is the checkpoint whose INT8 is best. Ranges are measured again when a run resumes.
+The network is simulated as it is, which is what ``n2nkit export --no-int8-equalize`` quantizes
+(the default export first equalizes per-channel ranges, :mod:`n2nkit.export.equalize`).
 """
 
 from __future__ import annotations

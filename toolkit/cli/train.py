@@ -204,7 +204,8 @@ def train(
         typer.Option(
             "--qat",
             help="Quantization-aware fine-tuning: train through simulated INT8 so the "
-            "exported --int8 model loses less (with --init).",
+            "exported --int8 model loses less (with --init; export it with "
+            "--no-int8-equalize, the quantization it simulates).",
             rich_help_panel=RECIPE,
         ),
     ] = False,
