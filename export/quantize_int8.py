@@ -263,11 +263,12 @@ def full_resolution_tail(model: Any) -> list[str]:
     decoder's full-resolution layers, whose 8-bit steps land straight on the pixels.
 
     ``tail-percentile:P`` clips these at the P-th percentile and calibrates everything else by
-    MinMax. Why the split: a percentile range everywhere (the export's former choice) clips the
-    encoder's activations on content unlike the calibration photos (measured on the shipped
-    truncated: 0.4 % of one encoder tensor's values, up to 1.9× its range, on a saturated
-    close-up), while MinMax everywhere spends the 8 bits of the last layers on rare outliers.
-    Empty for a network without upsampling (then the calibration is plain MinMax).
+    MinMax. Why the split: a percentile range everywhere clips the encoder's activations on
+    content unlike the calibration photos (measured on the shipped truncated: 0.4 % of one
+    encoder tensor's values, up to 1.9× its range, on a saturated close-up), while MinMax
+    everywhere spends the 8 bits of the last layers on rare outliers. It does not help where
+    content exceeds even MinMax's range; per-channel equalization (:mod:`n2nkit.export.equalize`)
+    does. Empty for a network without upsampling (then the calibration is plain MinMax).
     """
     nodes = list(model.graph.node)
     last = max((i for i, n in enumerate(nodes) if n.op_type == "Resize"), default=None)
