@@ -46,6 +46,21 @@ def exported_n2n(exported_n2n_results) -> Path:
     return exported_n2n_results[0]
 
 
+@pytest.fixture(scope="session")
+def untrained_truncated_onnx(tmp_path_factory: pytest.TempPathFactory):
+    """(path, metadata) of a seeded, untrained residual truncated exported to FP32 ONNX: a real
+    graph (splits, skips, upsampling) for tests of what INT8 quantization does to it."""
+    import torch
+
+    from n2nkit.export.onnx_export import export_onnx, metadata_for
+    from n2nkit.training.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("truncated", residual=True).eval()
+    meta = metadata_for(model, None)
+    return export_onnx(model, tmp_path_factory.mktemp("truncated") / "m.onnx", meta), meta
+
+
 def make_onnx_model(
     path: Path,
     *,

@@ -9,10 +9,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-import torch
 
 from n2nkit.errors import UserInputError
-from n2nkit.export.onnx_export import export_onnx, metadata_for
 from n2nkit.export.quantize_int8 import (
     calibration_batches,
     float_tail,
@@ -22,14 +20,8 @@ from n2nkit.export.quantize_int8 import (
 
 
 @pytest.fixture(scope="module")
-def fp32(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
-    torch.manual_seed(0)
-    from n2nkit.training.models import create_model
-
-    model = create_model("truncated", residual=True).eval()
-    meta = metadata_for(model, None)
-    path = export_onnx(model, tmp_path_factory.mktemp("fl") / "m.onnx", meta)
-    return path, meta
+def fp32(untrained_truncated_onnx: tuple[Path, object]) -> tuple[Path, object]:
+    return untrained_truncated_onnx
 
 
 def test_float_tail_counts_a_split_convolution_as_one_layer(fp32) -> None:

@@ -8,11 +8,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import numpy_helper
 
 from n2nkit.errors import UserInputError
-from n2nkit.export.onnx_export import export_onnx, metadata_for
 from n2nkit.export.pipeline import int8_calibrations
 from n2nkit.export.quantize_int8 import (
     calibration_batches,
@@ -23,14 +21,8 @@ from n2nkit.export.quantize_int8 import (
 
 
 @pytest.fixture(scope="module")
-def fp32(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
-    torch.manual_seed(0)
-    from n2nkit.training.models import create_model
-
-    model = create_model("truncated", residual=True).eval()
-    meta = metadata_for(model, None)
-    path = export_onnx(model, tmp_path_factory.mktemp("tail") / "m.onnx", meta)
-    return path, meta
+def fp32(untrained_truncated_onnx: tuple[Path, object]) -> tuple[Path, object]:
+    return untrained_truncated_onnx
 
 
 def _activation_scales(path: Path) -> dict[str, float]:
