@@ -225,18 +225,19 @@ def _int8_source(ctx: _Context, fp32: Path) -> tuple[Path, ModelMetadata]:
     ``fp32`` itself (also for networks equalization does not apply to)."""
     import dataclasses
 
-    applied = False
-    if ctx.int8_equalize and ctx.equalized is None:
+    from n2nkit.export.equalize import equalization_pairs
+
+    applied = ctx.int8_equalize and equalization_pairs(ctx.model) is not None
+    if applied and ctx.equalized is None:  # the first INT8 model of this export
         from n2nkit.export.equalize import colour_diverse_batches, equalize_activations
         from n2nkit.export.onnx_export import export_onnx
 
         batches = colour_diverse_batches(ctx.noise, ctx.metadata.size_multiple, ctx.seed)
+        path = ctx.stage / ".int8-source.equalized.onnx"
         equalized = equalize_activations(ctx.model, batches)
-        if equalized is not None:
-            path = ctx.stage / ".int8-source.equalized.onnx"
-            ctx.equalized = export_onnx(equalized, path, ctx.metadata, ctx.opset)
-    if ctx.int8_equalize and ctx.equalized is not None:
-        fp32, applied = ctx.equalized, True
+        ctx.equalized = export_onnx(equalized, path, ctx.metadata, ctx.opset)
+    if applied:
+        fp32 = ctx.equalized
     extra = {**ctx.metadata.extra, "int8_equalized": str(applied).lower()}
     return fp32, dataclasses.replace(ctx.metadata, extra=extra)
 
