@@ -3,6 +3,7 @@ and crops drawn in one gather."""
 
 from __future__ import annotations
 
+import itertools
 import pickle
 from pathlib import Path
 
@@ -180,6 +181,30 @@ def test_crops_are_flipped_rotated_windows_aligned_across_pairs() -> None:
         assert matches, "crop is not a flip/rotation of any window"
         seen.add(matches[0][2])
     assert len(seen) >= 6  # the transforms vary
+
+
+def test_permuted_colours_are_the_same_crops_in_every_channel_order() -> None:
+    h, w, s = 20, 24, 8
+    base = (np.arange(h * w * 3) % 251).astype(np.uint8).reshape(h, w, 3)
+    other = 255 - base
+    plain = CropBank([[base]], s, torch.device("cpu")).draw(96, torch.Generator().manual_seed(3))
+    bank = CropBank([[base], [other]], s, torch.device("cpu"), permute_colours=True)
+    a, b = bank.draw(96, torch.Generator().manual_seed(3))
+    assert torch.equal(b, 255 - a)  # a noisy pair keeps one channel order for both crops
+    orders = set()
+    for permuted, crop in zip(a, plain[0], strict=True):
+        # same place and transform as without the option (its draw comes last), channels reordered
+        order = next(
+            o for o in itertools.permutations(range(3)) if torch.equal(permuted, crop[list(o)])
+        )
+        orders.add(order)
+    assert len(orders) == 6
+
+
+def test_permuting_colours_leaves_grey_images_alone() -> None:
+    grey = (np.arange(20 * 24) % 251).astype(np.uint8).reshape(20, 24, 1)
+    bank = CropBank([[grey]], 8, torch.device("cpu"), permute_colours=True)
+    assert bank.draw(4)[0].shape == (4, 1, 8, 8)
 
 
 def test_images_smaller_than_the_crop() -> None:

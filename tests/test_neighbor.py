@@ -81,6 +81,7 @@ def test_neighbor_run_records_its_pairs_and_improves_on_its_noisy_input(tmp_path
     assert result.exit_code == 0, result.output
     ckpt = torch.load(out / "best.pt", weights_only=True)
     assert ckpt["config"]["pairs"] == "neighbor"
+    assert ckpt["config"]["permute_colours"]  # neighbor's default
     low, high = ckpt["noise_range"]  # estimated from the noisy photos
     assert 0.8 * SIGMA < low <= high < 1.2 * SIGMA
     assert ckpt["best_val_psnr"] > ckpt["metrics"]["val_psnr_noisy"] + 1.0
@@ -96,10 +97,12 @@ def test_neighbor_fine_tunes_from_init(tmp_path: Path) -> None:
     tuned = tmp_path / "tuned"
     result = invoke("train", "--data", str(data), "--pairs", "neighbor", "--epochs", "1",
                     "--init", str(base / "best.pt"), "--noise", "gaussian:50",
+                    "--no-permute-colours",
                     "--out", str(tuned), *TINY, "--epoch-size", "64")  # fmt: skip
     assert result.exit_code == 0, result.output
     ckpt = torch.load(tuned / "best.pt", weights_only=True)
     assert ckpt["config"]["pairs"] == "neighbor" and ckpt["config"]["init"]
+    assert ckpt["config"]["permute_colours"] is False  # --no-permute-colours
     assert torch.load(base / "best.pt", weights_only=True)["config"]["pairs"] == "synthetic"
 
 

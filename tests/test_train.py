@@ -173,6 +173,18 @@ def test_config_round_trips_as_plain_data(tmp_path: Path) -> None:
     assert TrainConfig().out_dir == Path("runs/n2n")
 
 
+def test_colours_are_permuted_by_default_for_neighbor_pairs_only() -> None:
+    assert TrainConfig(pairs="neighbor").permute_colours is True
+    assert TrainConfig(pairs="neighbor", permute_colours=False).permute_colours is False
+    assert TrainConfig().permute_colours is False
+    assert TrainConfig(pairs="synthetic", permute_colours=True).permute_colours is True
+    # a neighbor checkpoint written before the option resumes as it was trained: unpermuted
+    old = {
+        k: v for k, v in TrainConfig(pairs="neighbor").to_dict().items() if k != "permute_colours"
+    }
+    assert TrainConfig.from_dict(old).permute_colours is False
+
+
 @pytest.mark.parametrize(
     "text,seconds", [("90s", 90), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("45", 45)]
 )

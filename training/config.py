@@ -35,6 +35,11 @@ class TrainConfig:
     ``builtin``, 0 for folders; ``data="synthetic"`` is synthetic only).
     ``pairs``: ``synthetic`` (noise added to clean photos), ``files`` (given noisy pairs) or
     ``neighbor`` (pairs sub-sampled from single noisy photos); None picks from the data.
+    ``permute_colours`` draws crops with their RGB channels in one of the 6 orders at
+    random: more colours from few photos, valid for noise alike and independent in every
+    channel (not for a camera's blue channel that is noisier than its green). None: on for
+    ``neighbor`` pairs, whose one noise draw of each photo is all the data (measured in
+    docs/training.md), off otherwise.
     ``qat`` fine-tunes through simulated INT8 (training/qat.py); it needs ``init`` or ``resume``.
     ``epochs`` counts the run's total epochs;
     ``budget_s`` is the wall-clock limit of one invocation (training stops mid-epoch when it runs
@@ -71,6 +76,7 @@ class TrainConfig:
     synthetic_fraction: float | None = None
     pairs: str | None = None
     qat: bool = False
+    permute_colours: bool | None = None
     variant_kwargs: dict[str, Any] = field(default_factory=dict)
     out: InitVar[Path | None] = None
     target: InitVar[str | None] = None  # the old name of ``supervision``
@@ -84,6 +90,8 @@ class TrainConfig:
             self.out_dir = Path("runs") / self.variant
         self.out_dir = Path(self.out_dir)
         self.betas = (float(self.betas[0]), float(self.betas[1]))
+        if self.permute_colours is None:
+            self.permute_colours = self.pairs == "neighbor"
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> TrainConfig:
@@ -163,6 +171,7 @@ class TrainConfig:
             kw["supervision"] = d["target"]
         if "betas" in kw:
             kw["betas"] = tuple(kw["betas"])
+        kw.setdefault("permute_colours", False)  # checkpoints from before the option
         return cls(**kw)
 
 

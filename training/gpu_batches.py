@@ -10,6 +10,7 @@ same code.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,7 +54,9 @@ class CropBank:
     """One or two aligned sets of uint8 images on ``device``; draws matching square crops.
 
     With two sets (noisy pairs) both crops of a sample come from the same place with the same
-    flip/rotation.
+    flip/rotation. ``permute_colours`` also reorders each RGB crop's channels (one of the 6
+    orders at random): more colours from the same photos, for noise that is alike and
+    independent in every channel (see :class:`~n2nkit.training.config.TrainConfig`).
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class CropBank:
         sets: Sequence[Sequence[Any] | torch.Tensor],
         crop: int,
         device: torch.device,
+        permute_colours: bool = False,
     ) -> None:
         chw = [_as_chw_list(s) for s in sets]
         first = chw[0]
@@ -77,6 +81,11 @@ class CropBank:
         self.crop = crop
         self.device = device
         self.channels = int(first[0].shape[0])
+        self.orders = (
+            torch.tensor(list(itertools.permutations(range(3))), device=device)
+            if permute_colours and self.channels == 3
+            else None
+        )
         self.heights = torch.tensor([s[1] for s in sizes], device=device)
         self.widths = torch.tensor([s[2] for s in sizes], device=device)
         numel = torch.tensor([s[0] * s[1] * s[2] for s in sizes])
@@ -92,7 +101,8 @@ class CropBank:
         self._yy, self._xx = torch.meshgrid(s, s, indexing="ij")  # crop×crop
 
     def indices(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
-        """Flat gather indices n×C×S×S: random image, position and dihedral transform."""
+        """Flat gather indices n×C×S×S: random image, position, dihedral transform (and
+        channel order with ``permute_colours``)."""
         dev, s = self.device, self.crop
         img = torch.multinomial(self.weights, n, replacement=True, generator=generator)
         h, w = self.heights[img], self.widths[img]
@@ -111,6 +121,9 @@ class CropBank:
         pix = (top[:, None, None] + y) * w[:, None, None] + (left[:, None, None] + x)  # n×S×S
         plane = (h * w)[:, None, None, None]
         ch = torch.arange(self.channels, device=dev)[None, :, None, None]
+        if self.orders is not None:  # drawn last: without it the stream is as before
+            order = torch.randint(0, len(self.orders), (n,), device=dev, generator=generator)
+            ch = self.orders[order][:, :, None, None]
         return self.offsets[img][:, None, None, None] + ch * plane + pix[:, None]
 
     def draw(self, n: int, generator: torch.Generator | None = None) -> list[torch.Tensor]:

@@ -138,6 +138,7 @@ class SyntheticBank:
 
     ``draw`` returns ``[uint8 n×3×crop×crop]``; one pool image is repainted every
     ``refresh_every`` draws (the cost of one image is spread over many training steps).
+    ``permute_colours`` reorders each crop's RGB channels at random, as for the photos.
     """
 
     def __init__(
@@ -150,6 +151,7 @@ class SyntheticBank:
         pool: int = 48,
         refresh_every: int | None = None,
         seed: int = 0,
+        permute_colours: bool = False,
     ) -> None:
         self.size = max(size, crop)
         # One image (~60 ms of CPU) per 8 CPU steps, or per 64 much faster GPU steps.
@@ -157,7 +159,8 @@ class SyntheticBank:
         self.palette = np.asarray(palette, dtype=np.float32)
         # Its own random stream: repainting never shifts the photos' crops or the noise.
         self.rng = np.random.default_rng(seed + 7919)
-        self.bank = CropBank([[self._paint() for _ in range(pool)]], crop, device)
+        pool_images = [self._paint() for _ in range(pool)]
+        self.bank = CropBank([pool_images], crop, device, permute_colours=permute_colours)
         self.pool = pool
         self.numel = 3 * self.size * self.size
         self._draws = 0

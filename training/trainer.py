@@ -234,12 +234,20 @@ def build_train_bank(
             "(use --synthetic-fraction 0)"
         )
     sets = [data.first] if data.clean else [data.first, data.second]
-    photos = CropBank(sets, config.crop, device) if len(data) and share < 1 else None
+    photos = (
+        CropBank(sets, config.crop, device, permute_colours=bool(config.permute_colours))
+        if len(data) and share < 1
+        else None
+    )
     if share == 0:
         return photos
     colours = data.first if data.source != "builtin:train" else load_builtin_photos(NATURAL_TRAIN)
     synthetic = SyntheticBank(
-        config.crop, device, palette_from_images(colours, seed=config.seed), seed=seed
+        config.crop,
+        device,
+        palette_from_images(colours, seed=config.seed),
+        seed=seed,
+        permute_colours=bool(config.permute_colours),
     )
     return MixedBank(photos, synthetic, share, seed=seed)
 

@@ -209,6 +209,16 @@ def train(
             rich_help_panel=RECIPE,
         ),
     ] = False,
+    permute_colours: Annotated[
+        bool | None,
+        typer.Option(
+            "--permute-colours/--no-permute-colours",
+            help="Draw crops with their RGB channels reordered at random (6 orders): "
+            "more colours from few photos, for noise alike and independent in every channel. "
+            "Default: on with --pairs neighbor, off otherwise.",
+            rich_help_panel=RECIPE,
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.", rich_help_panel=ADVANCED)] = 0,
     val_size: Annotated[
         int, typer.Option(help="Fixed validation crops.", rich_help_panel=ADVANCED)
@@ -287,6 +297,7 @@ def train(
                 init=str(init) if init else None,
                 pairs=pairs.value if pairs else None,
                 qat=qat,
+                permute_colours=permute_colours,
             ).validate()
         )
     from n2nkit.training.trainer import train as run_training
