@@ -1,6 +1,6 @@
 """What INT8 costs against its own FP32 model, on the validation photos and on unusual content.
 
-    python benchmarks/int8_content.py runs/art5/n2n runs/art5/truncated [--md docs/benchmarks.md]
+    python benchmarks/int8_content.py runs/art7/n2n runs/art7/truncated [--md docs/benchmarks.md]
 
 Each export folder's ``model.int8.onnx`` and ``model.onnx`` denoise the same inputs through
 onnxruntime (one thread): the six built-in validation photos, whole, and six dead-leaves images
