@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -54,6 +56,20 @@ def test_pool_is_repainted_as_batches_are_drawn(palette: np.ndarray) -> None:
     (crops,) = bank.draw(5, torch.Generator().manual_seed(0))
     assert crops.shape == (5, 3, 32, 32) and crops.dtype == torch.uint8
     assert not torch.equal(before, bank.bank.buffers[0])
+
+
+def test_synthetic_crops_can_be_drawn_in_permuted_colours(palette: np.ndarray) -> None:
+    def first_draw(permute: bool) -> torch.Tensor:
+        bank = SyntheticBank(32, torch.device("cpu"), palette, size=64, pool=2, seed=4,
+                             permute_colours=permute)  # fmt: skip
+        return bank.draw(48, torch.Generator().manual_seed(1))[0]
+
+    plain, permuted = first_draw(False), first_draw(True)
+    orders = {  # each crop: the same pixels, its channels in one of the 6 orders
+        next(o for o in itertools.permutations(range(3)) if torch.equal(b, a[list(o)]))
+        for a, b in zip(plain, permuted, strict=True)
+    }
+    assert len(orders) > 1
 
 
 def test_mixed_bank_keeps_the_synthetic_share(palette: np.ndarray) -> None:
