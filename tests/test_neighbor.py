@@ -103,7 +103,8 @@ def test_neighbor_fine_tunes_from_init(tmp_path: Path) -> None:
     ckpt = torch.load(tuned / "best.pt", weights_only=True)
     assert ckpt["config"]["pairs"] == "neighbor" and ckpt["config"]["init"]
     assert ckpt["config"]["permute_colours"] is False  # --no-permute-colours
-    assert torch.load(base / "best.pt", weights_only=True)["config"]["pairs"] == "synthetic"
+    base_config = torch.load(base / "best.pt", weights_only=True)["config"]
+    assert base_config["pairs"] == "synthetic" and base_config["permute_colours"] is True
 
 
 @pytest.mark.parametrize(

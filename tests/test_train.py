@@ -173,15 +173,21 @@ def test_config_round_trips_as_plain_data(tmp_path: Path) -> None:
     assert TrainConfig().out_dir == Path("runs/n2n")
 
 
-def test_colours_are_permuted_by_default_for_neighbor_pairs_only() -> None:
-    assert TrainConfig(pairs="neighbor").permute_colours is True
-    assert TrainConfig(pairs="neighbor", permute_colours=False).permute_colours is False
-    assert TrainConfig().permute_colours is False
-    assert TrainConfig(pairs="synthetic", permute_colours=True).permute_colours is True
-    # a neighbor checkpoint written before the option resumes as it was trained: unpermuted
-    old = {
-        k: v for k, v in TrainConfig(pairs="neighbor").to_dict().items() if k != "permute_colours"
-    }
+def test_colours_are_permuted_by_default_except_for_real_noisy_pairs_and_the_report() -> None:
+    from n2nkit.training.neighbor import default_permute_colours
+    from n2nkit.training.recipes import recipe_settings
+
+    assert [default_permute_colours(p) for p in ("synthetic", "neighbor", "files")] == [
+        True,
+        True,
+        False,
+    ]
+    assert TrainConfig().permute_colours is None  # the pairing decides when the run starts
+    assert recipe_settings("report")["permute_colours"] is False
+    assert "permute_colours" not in recipe_settings("fast")
+    assert recipe_settings("report", permute_colours=True)["permute_colours"] is True
+    # a checkpoint written before the option resumes as it was trained: unpermuted
+    old = {k: v for k, v in TrainConfig().to_dict().items() if k != "permute_colours"}
     assert TrainConfig.from_dict(old).permute_colours is False
 
 

@@ -37,9 +37,10 @@ class TrainConfig:
     ``neighbor`` (pairs sub-sampled from single noisy photos); None picks from the data.
     ``permute_colours`` draws crops with their RGB channels in one of the 6 orders at
     random: more colours from few photos, valid for noise alike and independent in every
-    channel (not for a camera's blue channel that is noisier than its green). None: on for
-    ``neighbor`` pairs, whose one noise draw of each photo is all the data (measured in
-    docs/training.md), off otherwise.
+    channel (not for a camera's blue channel that is noisier than its green). None: the
+    pairing decides when the run starts (:func:`~n2nkit.training.neighbor.default_permute_colours`):
+    on for ``synthetic`` and ``neighbor`` pairs, off for ``files`` (real noise may differ
+    between channels); ``--recipe report`` sets it off.
     ``qat`` fine-tunes through simulated INT8 (training/qat.py); it needs ``init`` or ``resume``.
     ``epochs`` counts the run's total epochs;
     ``budget_s`` is the wall-clock limit of one invocation (training stops mid-epoch when it runs
@@ -90,8 +91,6 @@ class TrainConfig:
             self.out_dir = Path("runs") / self.variant
         self.out_dir = Path(self.out_dir)
         self.betas = (float(self.betas[0]), float(self.betas[1]))
-        if self.permute_colours is None:
-            self.permute_colours = self.pairs == "neighbor"
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> TrainConfig:

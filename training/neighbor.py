@@ -48,6 +48,13 @@ def default_pairs(clean_images: bool) -> str:
     return "synthetic" if clean_images else "files"
 
 
+def default_permute_colours(pairs: str) -> bool:
+    """Whether crops are drawn in permuted colours unless asked otherwise: yes where the noise
+    is known to be alike in every channel (added to clean crops) or the photos' one noise draw
+    is all the data (measured in docs/training.md and docs/models.md); not for real noisy pairs."""
+    return pairs in ("synthetic", NEIGHBOR)
+
+
 def check_crop(crop: int, multiple: int, variant: str) -> None:
     """The half-size sub-images must still fit the model: crop a multiple of 2×multiple."""
     need = 2 * max(1, multiple)

@@ -6,7 +6,8 @@ A recipe fills every recipe setting the caller left unset (None); what the calle
 most per unit of compute in docs/models.md ("Recipe by measurement"): residual prediction,
 64×64 crops (context for the bottleneck), small batches on a CPU (many steps per minute), a
 cosine schedule that ends with the run's budget, and synthetic dead-leaves images mixed into
-the built-in photos.
+the built-in photos; crops drawn in permuted colours where the pairing allows it (the
+TrainConfig default, which ``report`` turns off).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "schedule": "step",
         "lr_step": 10,
         "synthetic_fraction": 0.0,
+        "permute_colours": False,
     },
 }
 DEFAULT_RECIPE = "fast"

@@ -57,6 +57,7 @@ from n2nkit.training.neighbor import (
     NEIGHBOR,
     check_crop,
     clip_sigma,
+    default_permute_colours,
     neighbor_loss,
     resolve_pairs,
     trained_noise_range,
@@ -452,6 +453,8 @@ def _setup(config: TrainConfig) -> _Run:
             f"{data.source} holds noisy pairs"
         )
     config.pairs = resolve_pairs(config, data)
+    if config.permute_colours is None:  # recorded in the checkpoints as decided here
+        config.permute_colours = default_permute_colours(config.pairs)
     noise_range = trained_noise_range(config, data)  # in checkpoints; export writes it to metadata
     bank = build_train_bank(data, config, device, seed=config.seed + dist.rank)
     multiple = max(1, model.size_multiple)

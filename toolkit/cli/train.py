@@ -215,7 +215,7 @@ def train(
             "--permute-colours/--no-permute-colours",
             help="Draw crops with their RGB channels reordered at random (6 orders): "
             "more colours from few photos, for noise alike and independent in every channel. "
-            "Default: on with --pairs neighbor, off otherwise.",
+            "Default: on for synthetic and neighbor pairs, off for files and --recipe report.",
             rich_help_panel=RECIPE,
         ),
     ] = None,
@@ -267,6 +267,7 @@ def train(
         schedule=schedule,
         lr_step=lr_step,
         synthetic_fraction=synthetic_fraction,
+        permute_colours=permute_colours,
     )
     uses_residual = settings.pop("residual")
     budget_s = parse_duration(budget) if budget is not None else None
@@ -297,7 +298,6 @@ def train(
                 init=str(init) if init else None,
                 pairs=pairs.value if pairs else None,
                 qat=qat,
-                permute_colours=permute_colours,
             ).validate()
         )
     from n2nkit.training.trainer import train as run_training
