@@ -19,13 +19,8 @@ from n2nkit.export.quantize_int8 import (
 )
 
 
-@pytest.fixture(scope="module")
-def fp32(untrained_truncated_onnx: tuple[Path, object]) -> tuple[Path, object]:
-    return untrained_truncated_onnx
-
-
-def test_float_tail_counts_a_split_convolution_as_one_layer(fp32) -> None:
-    model = onnx.load(str(fp32[0]))
+def test_float_tail_counts_a_split_convolution_as_one_layer(untrained_truncated_onnx) -> None:
+    model = onnx.load(str(untrained_truncated_onnx[0]))
     one, two = float_tail(model, 1), float_tail(model, 2)
     assert [n for n in one if "conv" in n] == ["node_conv2d_13"]
     # the head's first convolution was split over its concatenation: both parts and their add
@@ -35,8 +30,10 @@ def test_float_tail_counts_a_split_convolution_as_one_layer(fp32) -> None:
         float_tail(model, 99)
 
 
-def test_float_layers_run_in_float_and_the_rest_in_int8(fp32, tmp_path: Path) -> None:
-    source, meta = fp32
+def test_float_layers_run_in_float_and_the_rest_in_int8(
+    untrained_truncated_onnx, tmp_path: Path
+) -> None:
+    source, meta = untrained_truncated_onnx
     calibration = calibration_batches("gaussian:25", 8, crops=8, side=32)
     full = quantize_int8(source, tmp_path / "q0.onnx", meta, calibration)
     mixed = quantize_int8(source, tmp_path / "q2.onnx", meta, calibration, float_layers=2)

@@ -20,11 +20,6 @@ from n2nkit.export.quantize_int8 import (
 )
 
 
-@pytest.fixture(scope="module")
-def fp32(untrained_truncated_onnx: tuple[Path, object]) -> tuple[Path, object]:
-    return untrained_truncated_onnx
-
-
 def _activation_scales(path: Path) -> dict[str, float]:
     """Scale of every activation QuantizeLinear, by the tensor it quantizes."""
     model = onnx.load(str(path))
@@ -36,8 +31,8 @@ def _activation_scales(path: Path) -> dict[str, float]:
     }
 
 
-def test_tail_starts_at_the_last_upsampling(fp32) -> None:
-    model = onnx.load(str(fp32[0]))
+def test_tail_starts_at_the_last_upsampling(untrained_truncated_onnx) -> None:
+    model = onnx.load(str(untrained_truncated_onnx[0]))
     tail = full_resolution_tail(model)
     resizes = [n for n in model.graph.node if n.op_type == "Resize"]
     assert tail[0] == resizes[-1].input[0] and resizes[-1].output[0] in tail
@@ -46,8 +41,10 @@ def test_tail_starts_at_the_last_upsampling(fp32) -> None:
     assert model.graph.input[0].name not in tail
 
 
-def test_tail_takes_percentile_ranges_and_the_rest_minmax(fp32, tmp_path: Path) -> None:
-    source, meta = fp32
+def test_tail_takes_percentile_ranges_and_the_rest_minmax(
+    untrained_truncated_onnx, tmp_path: Path
+) -> None:
+    source, meta = untrained_truncated_onnx
     calibration = calibration_batches("gaussian:0-50", 8, crops=16, side=64)
     built = {
         method: _activation_scales(
