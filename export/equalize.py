@@ -100,11 +100,10 @@ def equalize_activations(model: Any, batches: list[Any]) -> Any | None:
     convolution's output before the LeakyReLU, its positive side after)."""
     import torch
 
-    if equalization_pairs(model) is None:
-        return None
-    model = copy.deepcopy(model).eval()
+    model = copy.deepcopy(model).eval()  # the pairs name the copy's modules
     pairs = equalization_pairs(model)
-    assert pairs is not None
+    if pairs is None:
+        return None
     extent: dict[Any, Any] = {}
 
     def record(module: Any, _inputs: Any, output: Any) -> None:
