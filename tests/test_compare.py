@@ -286,3 +286,40 @@ def test_read_json_gives_back_the_report(tmp_path: Path) -> None:
     report = _made_up_report()
     write_json(report, tmp_path / "report.json")
     assert markdown(read_json(tmp_path / "report.json")) == markdown(report)
+
+
+def test_two_folders_of_one_name_keep_their_own_rows(
+    exported_n2n: Path, untrained_truncated_onnx, tmp_path: Path
+) -> None:
+    """``runs/a/n2n`` against ``runs/b/n2n`` (before and after a change): each row is labelled
+    by enough of its path to tell them apart, and each Δ is against its own FP32 model."""
+    import shutil
+
+    for name in ("model.onnx", "model.int8.onnx"):
+        (tmp_path / "a" / "n2n").mkdir(parents=True, exist_ok=True)
+        shutil.copy(exported_n2n / name, tmp_path / "a" / "n2n" / name)
+    (tmp_path / "b" / "n2n").mkdir(parents=True)
+    shutil.copy(untrained_truncated_onnx[0], tmp_path / "b" / "n2n" / "model.onnx")
+    out = tmp_path / "report"
+    args = ["compare", str(tmp_path / "a" / "n2n"), str(tmp_path / "b" / "n2n"), "--out",
+            str(out), "--noise", "gaussian:25", "--target", "cpu-fp32", "--target",
+            "mobile-int8-2t", "--no-baselines", "--budget", "0", "--min-runs", "1",
+            "--warmup", "0"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    measured = {(r["model"], r["target"]): r for r in rows if r["status"] == "measured"}
+    assert set(measured) == {("a/n2n", "cpu-fp32"), ("a/n2n", "mobile-int8-2t"),
+                             ("b/n2n", "cpu-fp32")}  # fmt: skip
+    for model in ("a/n2n", "b/n2n"):  # each FP32 row is its own reference
+        assert measured[(model, "cpu-fp32")]["psnr_delta"]["gaussian:25"] == 0.0
+    a_fp32 = measured[("a/n2n", "cpu-fp32")]["psnr"]["gaussian:25"]
+    int8 = measured[("a/n2n", "mobile-int8-2t")]
+    assert int8["psnr_delta"]["gaussian:25"] == pytest.approx(int8["psnr"]["gaussian:25"] - a_fp32)
+
+
+def test_the_same_model_named_twice_is_refused(exported_n2n: Path, tmp_path: Path) -> None:
+    again = f"{exported_n2n}/../{exported_n2n.name}"
+    result = runner.invoke(app, ["compare", str(exported_n2n), again, "--out", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "named twice" in result.output and "Traceback" not in result.output

@@ -120,6 +120,33 @@ def resolve_model(spec: str) -> ModelEntry:
     )
 
 
+def distinguish_labels(entries: list[ModelEntry], specs: list[str], taken: list[str]) -> None:
+    """Give every model a label of its own, in place: rows, Δ against the model's FP32 and the
+    findings are matched by label, so two folders both named ``n2n`` (``runs/a/n2n`` and
+    ``runs/b/n2n``, before and after a change) would mix their figures. A colliding label
+    grows by parent folders (``a/n2n``) until it is unique; the same model named twice is
+    refused. ``taken``: labels already in use (the classical baselines)."""
+    seen: dict[Path, str] = {}
+    for entry, spec in zip(entries, specs, strict=True):
+        path = Path(spec).resolve() if entry.label != f"shipped-{spec}" else Path(spec)
+        if path in seen:
+            raise UserInputError(f"{spec} is named twice (as {seen[path]}): name each model once")
+        seen[path] = spec
+    paths = list(seen)
+    depth = [1] * len(entries)
+    while True:
+        labels = [e.label if d == 1 else "/".join([*p.parts[-d:-1], e.label])
+                  for e, p, d in zip(entries, paths, depth, strict=True)]  # fmt: skip
+        clashes = [i for i, label in enumerate(labels)
+                   if labels.count(label) > 1 or label in taken]  # fmt: skip
+        if not clashes or all(depth[i] >= len(paths[i].parts) for i in clashes):
+            break
+        for i in clashes:
+            depth[i] += 1
+    for entry, label in zip(entries, labels, strict=True):
+        entry.label = label
+
+
 def _missing_artifact_reason(kind: str) -> str:
     from n2nkit.bench.targets import CHECKPOINT
 
@@ -259,6 +286,7 @@ def compare(
     for noise in noises:
         parse_noise(noise)  # fail early, with the noise module's message
     entries = [resolve_model(m) for m in models]
+    distinguish_labels(entries, models, taken=baselines or [])
     step = on_step or (lambda _msg: None)
 
     with tempfile.TemporaryDirectory(prefix="n2nkit-compare-") as tmp:
