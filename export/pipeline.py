@@ -368,7 +368,7 @@ def export_model(
     reduce_range: bool | None = None,
     int8_float_layers: int = 0,
     int8_calibration: str = "auto",
-    int8_equalize: bool = True,
+    int8_equalize: bool | None = None,
     trt_precisions: Sequence[str] = PRECISIONS,
     trt_profiles: Sequence[Profile] = DEFAULT_PROFILES,
     timing_cache: Path | None = None,
@@ -388,6 +388,8 @@ def export_model(
         raise UserInputError(f"unknown TensorRT precision {unknown[0]!r}; choose {PRECISIONS}")
     metadata = metadata_for(model, ckpt)
     _check_float_layers(model, int8_float_layers)
+    if int8_equalize is None:
+        int8_equalize = not qat_tuned(ckpt)
     calibrations = int8_calibrations(int8_calibration)
     if trt:
         from n2nkit.export.tensorrt_engine import require_tensorrt
@@ -421,6 +423,18 @@ def export_model(
 
 
 LEFTOVERS = (".n2nkit-export-*", ".*.tmp")  # scratch folders and temp files of killed exports
+
+
+def qat_tuned(ckpt: dict | None) -> bool:
+    """Whether ``ckpt`` was fine-tuned through simulated INT8 (``n2nkit train --qat``).
+
+    Such weights are tuned for the 8-bit grids of the network as the simulation saw it: the
+    equalized one since --qat equalizes first (``training/trainer.py``), the network as it was
+    before that. Either way quantizing the weights as they are is what was simulated, and
+    equalizing again would rescale the channels equalization clamps (it is not idempotent).
+    """
+    config = (ckpt or {}).get("config") or {}
+    return bool(config.get("qat"))
 
 
 def fingerprint(model: Any) -> str:
@@ -547,7 +561,8 @@ def export_checkpoint(checkpoint: Path, out_dir: Path, **options: Any) -> list[A
     (None = measure both); ``int8_float_layers`` (the last N convolution layers of the INT8
     models stay float); ``int8_calibration`` (``auto`` measures every candidate and keeps the
     best on the selection crops; or ``minmax``, ``percentile:P``, ``tail-percentile:P``);
-    ``int8_equalize`` (quantize a per-channel equalized copy of the network, default True);
+    ``int8_equalize`` (quantize a per-channel equalized copy of the network; None, the
+    default, does unless the checkpoint was fine-tuned with ``--qat``, see :func:`qat_tuned`);
     ``trt_precisions``; ``trt_profiles``; ``timing_cache``;
     ``tolerances``; ``seed``; ``progress`` (a callable taking a status line); ``overwrite``
     (replace another checkpoint's artifacts in ``out_dir`` instead of refusing: a folder holds

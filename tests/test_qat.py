@@ -101,3 +101,65 @@ def test_qat_needs_a_trained_model_to_start_from() -> None:
     with pytest.raises(UserInputError, match="--init"):
         TrainConfig(qat=True).validate()
     TrainConfig(qat=True, init="runs/x/best.pt").validate()  # accepted; the file is read later
+
+
+@pytest.fixture(scope="module")
+def qat_n2n_run(trained_n2n_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real --qat run from the shared trained n2n, at a learning rate (1e-12) that leaves
+    the weights where the run started them."""
+    noise = load_checkpoint(trained_n2n_run / "best.pt")["config"]["noise"]
+    config = TrainConfig(variant="n2n", noise=noise, epochs=1, qat=True, lr=1e-12,
+                         init=str(trained_n2n_run / "best.pt"),
+                         out=tmp_path_factory.mktemp("qat") / "n2n", **TINY)  # fmt: skip
+    return train(config, progress=False).run_dir
+
+
+def test_qat_trains_the_equalized_network_the_export_quantizes(
+    trained_n2n_run: Path, qat_n2n_run: Path
+) -> None:
+    """From --init, --qat starts from the network the INT8 export quantizes: the same function
+    with its per-channel activation ranges equalized (weights rescaled), not the weights as
+    loaded."""
+    from n2nkit.export.equalize import colour_diverse_batches
+
+    before, ckpt = load_model(trained_n2n_run / "best.pt")
+    after, _ = load_model(qat_n2n_run / "last.pt")
+    noise = ckpt["config"]["noise"]
+    x = torch.from_numpy(calibration_batches(noise, 16, crops=4, side=64, seed=3)[0])
+    with torch.no_grad():
+        assert torch.allclose(before.eval()(x), after.eval()(x), atol=2e-4)  # the same function
+    first_before, first_after = before.encoders[0][0].weight, after.encoders[0][0].weight
+    assert not torch.allclose(first_before, first_after, rtol=0.05)  # in other weights
+    spans: list[torch.Tensor] = []
+    after.encoders[0][0].register_forward_hook(
+        lambda _m, _i, out: spans.append(torch.maximum(out.amax((0, 2, 3)), -out.amin((0, 2, 3))))
+    )
+    with torch.no_grad():
+        for batch in colour_diverse_batches(noise, 16):
+            after(torch.from_numpy(batch))
+    span = torch.stack(spans).amax(0)
+    assert (span / span.max() > 0.99).float().mean() > 0.5  # most channels span the same range
+
+
+def test_the_export_quantizes_a_qat_checkpoint_as_simulated(
+    qat_n2n_run: Path, tmp_path: Path
+) -> None:
+    """A --qat checkpoint is already the network its training simulated: the export's default
+    quantizes it as it is (equalizing again would rescale the channels equalization clamps);
+    --int8-equalize still forces it."""
+    import onnx
+    from typer.testing import CliRunner
+
+    from n2nkit.cli import app
+
+    def equalized(*flags: str) -> str:
+        out = tmp_path / f"out{len(flags)}"
+        args = ["export", str(qat_n2n_run), "--out", str(out), "--int8", "--reduce-range", "off",
+                "--int8-calibration", "minmax", "--int8-max-loss", "5", *flags]  # fmt: skip
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        props = onnx.load(str(out / "model.int8.onnx")).metadata_props
+        return {p.key: p.value for p in props}["n2nkit.int8_equalized"]
+
+    assert equalized() == "false"
+    assert equalized("--int8-equalize") == "true"

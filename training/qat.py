@@ -21,8 +21,10 @@ What is simulated mirrors what the export quantizes:
 The weights saved in checkpoints stay plain float, so ``n2nkit export`` quantizes them as any
 model, calibrating afresh; validation during the run scores the *simulated INT8* network, so
 ``best.pt`` is the checkpoint whose INT8 is best. Ranges are measured again when a run resumes.
-The network is simulated as it is, which is what ``n2nkit export --no-int8-equalize`` quantizes
-(the default export first equalizes per-channel ranges, :mod:`n2nkit.export.equalize`).
+Where the export would equalize per-channel ranges first (:mod:`n2nkit.export.equalize`; n2n,
+truncated, deeper), the trainer equalizes the ``--init`` weights before attaching the
+simulation, so the simulated network is the one the export quantizes; the export quantizes a
+``--qat`` checkpoint as it is, without equalizing it again.
 """
 
 from __future__ import annotations

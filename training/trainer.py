@@ -428,7 +428,27 @@ def _setup_model(config: TrainConfig, device: torch.device, fresh: bool) -> torc
         check_crop(config.crop, multiple, config.variant)
     if config.init and fresh:
         _initialise(model, config)
+        if config.qat:
+            model = _equalized_for_qat(model, config)
     return model.to(device, memory_format=torch.channels_last).train()
+
+
+def _equalized_for_qat(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
+    """--qat from --init: the same function with per-channel equalized activations.
+
+    The INT8 export equalizes before it quantizes (:mod:`n2nkit.export.equalize`), so QAT that
+    simulated the network as loaded would tune the weights for ranges the export then changes.
+    Equalized here from the crops the export uses (its default seed 0, the run's noise), the
+    simulation sees the network the export would quantize; the export then quantizes a --qat
+    checkpoint as it is (:func:`n2nkit.export.pipeline.qat_tuned`), which is what was
+    simulated. A network equalization does not apply to (Inception, FFT, HLS) is simulated as
+    it is.
+    """
+    from n2nkit.export.equalize import colour_diverse_batches, equalize_activations
+
+    batches = colour_diverse_batches(config.noise, max(1, model.size_multiple), seed=0)
+    equalized = equalize_activations(model, batches)
+    return model if equalized is None else equalized
 
 
 def _setup(config: TrainConfig) -> _Run:

@@ -93,13 +93,16 @@ def export(
         ),
     ] = "auto",
     int8_equalize: Annotated[
-        bool,
+        bool | None,
         typer.Option(
+            "--int8-equalize/--no-int8-equalize",
             help="Equalize per-channel activation ranges before INT8 (the same function; "
-            "n2n, truncated and deeper): 8-bit ranges that fit every channel.",
+            "n2n, truncated and deeper): 8-bit ranges that fit every channel. Default: on, "
+            "except for a --qat checkpoint, quantized as its training simulated it.",
+            show_default=False,
             rich_help_panel=ADVANCED,
         ),
-    ] = True,
+    ] = None,
     int8_max_loss: Annotated[
         float,
         typer.Option(

@@ -203,9 +203,9 @@ def train(
         bool,
         typer.Option(
             "--qat",
-            help="Quantization-aware fine-tuning: train through simulated INT8 so the "
-            "exported --int8 model loses less (with --init; export it with "
-            "--no-int8-equalize, the quantization it simulates).",
+            help="Quantization-aware fine-tuning: train the equalized network through "
+            "simulated INT8 so the exported --int8 model loses less (with --init; "
+            "`n2nkit export` quantizes it as simulated).",
             rich_help_panel=RECIPE,
         ),
     ] = False,
