@@ -23,10 +23,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from mdsection import publish  # noqa: E402
 
-from n2nkit.export.verify import add_noise_np, to_nchw  # noqa: E402
 from n2nkit.psnr import psnr  # noqa: E402
 from n2nkit.sysinfo import machine_line, package_version  # noqa: E402
 from n2nkit.training.data import load_builtin_images  # noqa: E402
+from n2nkit.training.noisy_crops import add_noise_np, to_nchw  # noqa: E402
 from n2nkit.training.synthetic import PALETTE_SIZE, dead_leaves  # noqa: E402
 
 SIGMAS = (15, 25, 50)

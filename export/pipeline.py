@@ -221,16 +221,16 @@ def _build_int8(ctx: _Context, path: Path, source: Path | None) -> dict[str, Any
 def _int8_source(ctx: _Context, fp32: Path) -> tuple[Path, ModelMetadata]:
     """The FP32 ONNX model INT8 models are quantized from, and their metadata: with
     ``int8_equalize``, the network with per-channel equalized activations
-    (:mod:`n2nkit.export.equalize`; the same function, exported once per export), else
+    (:mod:`n2nkit.training.equalize`; the same function, exported once per export), else
     ``fp32`` itself (also for networks equalization does not apply to)."""
     import dataclasses
 
-    from n2nkit.export.equalize import equalization_pairs
+    from n2nkit.training.equalize import equalization_pairs
 
     applied = ctx.int8_equalize and equalization_pairs(ctx.model) is not None
     if applied and ctx.equalized is None:  # the first INT8 model of this export
-        from n2nkit.export.equalize import colour_diverse_batches, equalize_activations
         from n2nkit.export.onnx_export import export_onnx
+        from n2nkit.training.equalize import colour_diverse_batches, equalize_activations
 
         batches = colour_diverse_batches(ctx.noise, ctx.metadata.size_multiple, ctx.seed)
         path = ctx.stage / ".int8-source.equalized.onnx"

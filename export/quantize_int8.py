@@ -32,13 +32,7 @@ from typing import Any
 from n2nkit.errors import UserInputError
 from n2nkit.export.onnx_export import save_onnx, set_metadata
 from n2nkit.export.quiet import quiet
-from n2nkit.export.verify import (
-    EvalSet,
-    add_noise_np,
-    mean_psnr,
-    ort_runner,
-    to_nchw,
-)
+from n2nkit.export.verify import EvalSet, mean_psnr, ort_runner
 from n2nkit.runtime.metadata import INPUT_NAME, ModelMetadata
 from n2nkit.runtime.tiling import round_up
 
@@ -112,26 +106,12 @@ def calibration_batches(
     seed: int = 0,
     images: Sequence[Any] | None = None,
 ) -> list[Any]:
-    """Noisy random crops of the built-in training photos, float32 N×3×S×S batches."""
-    import numpy as np
+    """Noisy random crops of the built-in training photos (or ``images``), float32 N×3×S×S
+    batches, the side rounded up to the model's size multiple."""
+    from n2nkit.training.noisy_crops import noisy_crop_batches
 
-    from n2nkit.training.data import load_builtin_images
-
-    photos = list(images) if images is not None else list(load_builtin_images("train"))
     side = round_up(side, max(size_multiple, 1))
-    rng = np.random.default_rng(seed)
-    picked = []
-    for _ in range(crops):
-        photo = photos[int(rng.integers(len(photos)))]
-        h, w = photo.shape[:2]
-        if h < side or w < side:
-            reps = (-(-side // h), -(-side // w), 1)
-            photo, h, w = np.tile(photo, reps), h * reps[0], w * reps[1]
-        top, left = int(rng.integers(h - side + 1)), int(rng.integers(w - side + 1))
-        picked.append(photo[top : top + side, left : left + side])
-    clean = to_nchw(picked)
-    noisy = add_noise_np(clean, noise, seed)
-    return [noisy[i : i + CALIBRATION_BATCH] for i in range(0, len(noisy), CALIBRATION_BATCH)]
+    return noisy_crop_batches(noise, side, crops, CALIBRATION_BATCH, seed, images)
 
 
 def _reader(batches: list[Any]) -> Any:
@@ -267,7 +247,7 @@ def full_resolution_tail(model: Any) -> list[str]:
     content unlike the calibration photos (measured on the shipped truncated: 0.4 % of one
     encoder tensor's values, up to 1.9× its range, on a saturated close-up), while MinMax
     everywhere spends the 8 bits of the last layers on rare outliers. It does not help where
-    content exceeds even MinMax's range; per-channel equalization (:mod:`n2nkit.export.equalize`)
+    content exceeds even MinMax's range; per-channel equalization (:mod:`n2nkit.training.equalize`)
     does. Empty for a network without upsampling (then the calibration is plain MinMax).
     """
     nodes = list(model.graph.node)

@@ -16,6 +16,7 @@ from typing import Any
 from n2nkit.errors import VerificationError, first_line
 from n2nkit.runtime.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
 from n2nkit.runtime.tiling import round_up
+from n2nkit.training.noisy_crops import add_noise_np, to_nchw
 
 # Sizes the issue names; each is rounded up to the model's size multiple.
 PARITY_SIZES: tuple[tuple[int, int], ...] = ((32, 32), (64, 96), (256, 384))
@@ -83,24 +84,6 @@ def _tiles(image: Any, side: int, limit: int) -> list[Any]:
         for left in range(0, w - side + 1, side)
     ]
     return tiles[:limit] or [_crop_hw(image, side, side)]
-
-
-def to_nchw(images: Sequence[Any]) -> Any:
-    """H×W×3 uint8 images of one size -> float32 N×3×H×W in [0, 1]."""
-    import numpy as np
-
-    return np.stack([np.asarray(i, dtype=np.float32).transpose(2, 0, 1) / 255.0 for i in images])
-
-
-def add_noise_np(clean: Any, noise: str, seed: int) -> Any:
-    """Noisy copy of a float32 N×C×H×W array, through the training noise model."""
-    import torch
-
-    from n2nkit.training.noise import add_noise
-
-    generator = torch.Generator().manual_seed(seed)
-    noisy = add_noise(torch.from_numpy(clean), noise, generator, clip=True)
-    return noisy.numpy().astype("float32")
 
 
 def build_evalset(

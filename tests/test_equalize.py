@@ -1,4 +1,4 @@
-"""Per-channel activation equalization before INT8 (``export/equalize.py``): the network's
+"""Per-channel activation equalization before INT8 (``training/equalize.py``): the network's
 function is unchanged, every inner activation spans one range, networks it cannot rewrite are
 left alone, and onnxruntime's INT8 of the equalized network is closer to float."""
 
@@ -11,14 +11,14 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from n2nkit.export.equalize import (
+from n2nkit.export.onnx_export import export_onnx, metadata_for
+from n2nkit.export.quantize_int8 import calibration_batches, quantize_int8
+from n2nkit.training.equalize import (
     MIN_FACTOR,
     colour_diverse_batches,
     equalization_pairs,
     equalize_activations,
 )
-from n2nkit.export.onnx_export import export_onnx, metadata_for
-from n2nkit.export.quantize_int8 import calibration_batches, quantize_int8
 from n2nkit.training.models import create_model
 
 

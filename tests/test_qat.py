@@ -120,7 +120,7 @@ def test_qat_trains_the_equalized_network_the_export_quantizes(
     """From --init, --qat starts from the network the INT8 export quantizes: the same function
     with its per-channel activation ranges equalized (weights rescaled), not the weights as
     loaded."""
-    from n2nkit.export.equalize import colour_diverse_batches
+    from n2nkit.training.equalize import colour_diverse_batches
 
     before, ckpt = load_model(trained_n2n_run / "best.pt")
     after, _ = load_model(qat_n2n_run / "last.pt")

@@ -21,7 +21,7 @@ What is simulated mirrors what the export quantizes:
 The weights saved in checkpoints stay plain float, so ``n2nkit export`` quantizes them as any
 model, calibrating afresh; validation during the run scores the *simulated INT8* network, so
 ``best.pt`` is the checkpoint whose INT8 is best. Ranges are measured again when a run resumes.
-Where the export would equalize per-channel ranges first (:mod:`n2nkit.export.equalize`; n2n,
+Where the export would equalize per-channel ranges first (:mod:`n2nkit.training.equalize`; n2n,
 truncated, deeper), the trainer equalizes the ``--init`` weights before attaching the
 simulation, so the simulated network is the one the export quantizes; the export quantizes a
 ``--qat`` checkpoint as it is, without equalizing it again.

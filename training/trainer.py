@@ -436,7 +436,7 @@ def _setup_model(config: TrainConfig, device: torch.device, fresh: bool) -> torc
 def _equalized_for_qat(model: torch.nn.Module, config: TrainConfig) -> torch.nn.Module:
     """--qat from --init: the same function with per-channel equalized activations.
 
-    The INT8 export equalizes before it quantizes (:mod:`n2nkit.export.equalize`), so QAT that
+    The INT8 export equalizes before it quantizes (:mod:`n2nkit.training.equalize`), so QAT that
     simulated the network as loaded would tune the weights for ranges the export then changes.
     Equalized here from the crops the export uses (its default seed 0, the run's noise), the
     simulation sees the network the export would quantize; the export then quantizes a --qat
@@ -444,7 +444,7 @@ def _equalized_for_qat(model: torch.nn.Module, config: TrainConfig) -> torch.nn.
     simulated. A network equalization does not apply to (Inception, FFT, HLS) is simulated as
     it is.
     """
-    from n2nkit.export.equalize import colour_diverse_batches, equalize_activations
+    from n2nkit.training.equalize import colour_diverse_batches, equalize_activations
 
     batches = colour_diverse_batches(config.noise, max(1, model.size_multiple), seed=0)
     equalized = equalize_activations(model, batches)

@@ -1,5 +1,8 @@
 """Per-channel activation equalization before INT8: the same function, ranges 8 bits can hold.
 
+The INT8 export quantizes the equalized network, and ``--qat`` trains it (so it lives with
+training, which the export may import).
+
 Why: onnxruntime quantizes each activation tensor with one scale for all its channels, so a
 channel whose values span a tenth of the tensor's range gets a tenth of its 256 codes, and a
 channel that only some content drives hard sets the range for all. Measured on the shipped
@@ -26,9 +29,9 @@ import copy
 import itertools
 from typing import Any
 
-from n2nkit.export.quantize_int8 import CALIBRATION_SIDE
-
 EQUALIZE_CROPS = 192
+EQUALIZE_SIDE = 64  # noisy crops of this side, in batches of EQUALIZE_BATCH
+EQUALIZE_BATCH = 8
 MIN_FACTOR = 1.0 / 16  # a channel is scaled up at most 16×: near-dead channels stay sane
 Consumers = list[tuple[Any, int]]  # (Conv2d reading the channels, offset of its first one)
 
@@ -80,16 +83,15 @@ def equalization_pairs(model: Any) -> list[tuple[Any, Consumers]] | None:
 
 def colour_diverse_batches(noise: str, size_multiple: int, seed: int = 0) -> list[Any]:
     """Noisy crops of the built-in training photos and of their five other RGB orders."""
-    from n2nkit.export.quantize_int8 import calibration_batches
+    from n2nkit.runtime.tiling import round_up
     from n2nkit.training.data import load_builtin_images
+    from n2nkit.training.noisy_crops import noisy_crop_batches
 
     photos = load_builtin_images("train")
     orders = list(itertools.permutations(range(3)))
     images = [photo[..., list(order)] for photo in photos for order in orders]
-    return calibration_batches(
-        noise, size_multiple, crops=EQUALIZE_CROPS, side=CALIBRATION_SIDE, seed=seed,
-        images=images,
-    )  # fmt: skip
+    side = round_up(EQUALIZE_SIDE, max(size_multiple, 1))
+    return noisy_crop_batches(noise, side, EQUALIZE_CROPS, EQUALIZE_BATCH, seed, images)
 
 
 def equalize_activations(model: Any, batches: list[Any]) -> Any | None:
