@@ -422,7 +422,14 @@ def export_model(
         raise
 
 
-LEFTOVERS = (".n2nkit-export-*", ".*.tmp")  # scratch folders and temp files of killed exports
+# A killed export's scratch folders and atomic-write temp files (``.<name>.<random>.tmp``) of
+# the files an export writes: only those, so a user's own ``.notes.tmp`` in --out is left alone.
+LEFTOVERS = (
+    ".n2nkit-export-*",
+    ".model.*.tmp",
+    f".{MANIFEST}.*.tmp",
+    f".{TIMING_CACHE}.*.tmp",
+)
 
 
 def qat_tuned(ckpt: dict | None) -> bool:
@@ -459,17 +466,17 @@ def _claim_folder(out_dir: Path, source: str, print_: str, overwrite: bool) -> N
     from n2nkit.fileio import remove_leftovers
     from n2nkit.runtime.artifacts import artifact_files, read_manifest, write_manifest
 
-    remove_leftovers(out_dir, LEFTOVERS)
     present = artifact_files(out_dir)
     manifest = read_manifest(out_dir)
     same = manifest is not None and manifest.get("fingerprint") == print_
+    if present and not same and not overwrite:  # refused: the folder is left as it was
+        theirs = f"of {manifest.get('source')}" if manifest else "from an unknown checkpoint"
+        raise UserInputError(
+            f"--out {out_dir} holds artifacts {theirs}, not of {source}; pass --overwrite "
+            "to replace them all, or choose another folder"
+        )
+    remove_leftovers(out_dir, LEFTOVERS)
     if present and not same:
-        if not overwrite:
-            theirs = f"of {manifest.get('source')}" if manifest else "from an unknown checkpoint"
-            raise UserInputError(
-                f"--out {out_dir} holds artifacts {theirs}, not of {source}; pass --overwrite "
-                "to replace them all, or choose another folder"
-            )
         for path in present:
             path.unlink()
     write_manifest(out_dir, source, print_)

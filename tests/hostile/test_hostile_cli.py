@@ -117,17 +117,21 @@ def test_overwrite_replaces_every_artifact_and_the_same_checkpoint_adds_to_its_f
     names = ["model.onnx", "model.int8.onnx", "model.fp16.engine", "model.fp16.engine.json"]
     for name in names:
         (folder / name).write_bytes(b"runA")
-    (folder / ".n2nkit-export-k1ll3d").mkdir()  # a killed export's scratch folder
+    killed = [".n2nkit-export-k1ll3d", ".model.int8.onnx.k1ll3d.tmp"]  # a killed export's
+    (folder / killed[0]).mkdir()
+    (folder / killed[1]).write_bytes(b"half a model")
+    (folder / ".notes.tmp").write_bytes(b"the user's own")  # not ours: never touched
     (folder / "tensorrt.timing.cache").write_bytes(b"this machine's")
     write_manifest(folder, "runA/best.pt", "sha256:a")
 
-    with pytest.raises(UserInputError):
+    with pytest.raises(UserInputError):  # refused: nothing in the folder changes
         _claim_folder(folder, "runB/best.pt", "sha256:b", overwrite=False)
-    assert all((folder / n).exists() for n in names)
+    assert all((folder / n).exists() for n in [*names, *killed])
     _claim_folder(folder, "runA/best.pt", "sha256:a", overwrite=False)  # same weights: kept
     assert all((folder / n).exists() for n in names)
+    assert not any((folder / n).exists() for n in killed)  # a killed export's leftovers go
     _claim_folder(folder, "runB/best.pt", "sha256:b", overwrite=True)
-    assert sorted(os.listdir(folder)) == ["export.json", "tensorrt.timing.cache"]
+    assert sorted(os.listdir(folder)) == [".notes.tmp", "export.json", "tensorrt.timing.cache"]
     assert read_manifest(folder)["source"] == "runB/best.pt"
 
 
