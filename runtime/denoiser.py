@@ -154,6 +154,14 @@ class Denoiser:
             )
         if not 0 <= overlap <= tile // 2:
             raise UserInputError(f"overlap must lie between 0 and half the tile ({tile // 2})")
+        # Tiles start on multiples of m (tiling.plan_axis): the overlap rounds up to one, and
+        # a tile must reach at least m pixels beyond it to make progress.
+        reach = -(-overlap // m) * m + m
+        if tile < reach:
+            raise UserInputError(
+                f"tile {tile} is too small for overlap {overlap}: {meta.variant}'s tiles step "
+                f"by {m} pixels, so give a tile of at least {reach} or a smaller overlap"
+            )
         self.tile, self.overlap = tile, overlap
 
     @classmethod

@@ -70,6 +70,22 @@ def output_format(path: Path) -> str:
     return FORMATS[suffix]
 
 
+# Largest side each format's encoder takes (libwebp: 16383; libjpeg: 65500); others: none.
+MAX_SIDE = {"WEBP": 16383, "JPEG": 65500}
+
+
+def check_output_size(path: Path, height: int, width: int) -> None:
+    """Refuse, with one line, an image larger than ``path``'s format can hold: called before
+    the image is denoised, so a batch loses no time on it and the encoder never fails."""
+    fmt = output_format(path)
+    limit = MAX_SIDE.get(fmt)
+    if limit is not None and max(height, width) > limit:
+        raise UserInputError(
+            f"cannot write {Path(path).name}: {fmt} holds at most {limit} pixels per side, the "
+            f"image is {width}×{height}; write it as .png or .tif"
+        )
+
+
 def apply_orientation(pixels: np.ndarray, orientation: int) -> np.ndarray:
     """Turn stored pixels upright as EXIF orientation 1-8 says (what viewers show)."""
     a = pixels
@@ -282,6 +298,7 @@ def write_image(
 
     path = Path(path)
     fmt = output_format(path)
+    check_output_size(path, *np.shape(pixels)[:2])
     pixels, notes = _fit_format(np.asarray(pixels), fmt)
     icc = source.icc_profile if source else None
     exif = source.exif if source else None

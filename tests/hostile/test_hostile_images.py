@@ -293,3 +293,38 @@ def test_broken_tiffs_are_one_line(tmp_path: Path, damage: str) -> None:
         }[damage]
     )
     _refused(source, tmp_path / "out.tif", "broken.tif")
+
+
+def test_an_image_too_large_for_the_output_format_is_one_line_and_the_batch_goes_on(
+    tmp_path: Path,
+) -> None:
+    """WebP holds at most 16383 pixels per side: refused before denoising, with one line, and
+    the other images of the folder are still written."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, shape in (("a.png", SHAPE), ("b.png", (2, 16_400)), ("c.png", SHAPE)):
+        Image.fromarray(_noisy(*shape, 3)).save(folder / name)
+    single = _denoise(folder / "b.png", tmp_path / "b.webp")
+    assert single.exit_code == 2 and "Traceback" not in single.output
+    assert "WEBP holds at most 16383 pixels per side" in single.output
+    assert not (tmp_path / "b.webp").exists()
+    out = tmp_path / "out"
+    args = ["denoise", str(folder), "--out", str(out), "--format", "webp", "--backend", "ort-cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "1 of 3 image(s) could not be denoised" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a.webp", "c.webp"]
+
+
+def test_a_tile_no_larger_than_its_overlap_step_is_refused_before_any_work(tmp_path: Path):
+    """n2n's tiles step by 32 pixels: --tile 32 with any overlap cannot make progress."""
+    source = tmp_path / "in.png"
+    Image.fromarray(_noisy(64, 64, 3)).save(source)
+    args = ["denoise", str(source), str(tmp_path / "out.png"), "--backend", "ort-cpu",
+            "--tile", "32", "--overlap", "8"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "tile 32 is too small for overlap 8" in result.output and "at least 64" in result.output
+    assert not (tmp_path / "out.png").exists()
+    args[args.index("32")] = "64"  # the smallest tile that works
+    assert runner.invoke(app, args).exit_code == 0 and (tmp_path / "out.png").is_file()

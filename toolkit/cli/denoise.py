@@ -213,7 +213,7 @@ def _run(jobs: list[Job], denoiser, quality: int, max_pixels: int | None, progre
 
     from n2nkit.cli.console import console, print_error, print_note
     from n2nkit.errors import N2NError
-    from n2nkit.runtime.images import read_image, write_image
+    from n2nkit.runtime.images import check_output_size, read_image, write_image
 
     failed = 0
     columns = (TextColumn("denoising"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
@@ -225,6 +225,7 @@ def _run(jobs: list[Job], denoiser, quality: int, max_pixels: int | None, progre
             start = time.perf_counter()
             try:
                 image = read_image(job.source, max_pixels)
+                check_output_size(job.target, *image.pixels.shape[:2])
                 clean = denoiser(image.pixels)
                 notes = noise_notes(job.source.name, image.pixels, denoiser)
                 notes += image.notes + write_image(job.target, clean, image, quality=quality)
