@@ -37,6 +37,9 @@ def test_compare_cli_rejects_bad_input(tmp_path: Path) -> None:
     assert "neither an export folder" in result.output
     result = runner.invoke(app, ["compare", "n2n", "--target", "phone"])
     assert result.exit_code == 2 and "unknown target" in result.output
+    for budget in ("nan", "inf", "-1"):
+        result = runner.invoke(app, ["compare", "n2n", "--budget", budget, "--out", str(tmp_path)])
+        assert result.exit_code == 2 and "--budget must be a number >= 0" in result.output
 
 
 @pytest.fixture(scope="module")
@@ -323,3 +326,24 @@ def test_the_same_model_named_twice_is_refused(exported_n2n: Path, tmp_path: Pat
     result = runner.invoke(app, ["compare", str(exported_n2n), again, "--out", str(tmp_path)])
     assert result.exit_code == 2
     assert "named twice" in result.output and "Traceback" not in result.output
+
+
+def test_a_broken_model_fails_its_row_and_the_exit_code(tmp_path: Path) -> None:
+    """A model.onnx that does not parse is a failed measurement, not a skipped one: the report
+    is written and says so (an earlier run's plot is not left beside it), and compare exits
+    non-zero with one line."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.onnx").write_bytes(b"junk")
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "psnr_vs_latency.png").write_bytes(b"an earlier run's plot")
+    args = ["compare", str(broken), "--out", str(out), "--target", "cpu-fp32", "--no-baselines",
+            "--budget", "0", "--min-runs", "1", "--warmup", "0"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1, result.output
+    assert "1 measurement(s) failed, e.g. broken on cpu-fp32" in result.output
+    assert "Traceback" not in result.output
+    (row,) = json.loads((out / "report.json").read_text())["rows"]
+    assert row["status"] == "failed" and "broken" in row["reason"]
+    assert not (out / "psnr_vs_latency.png").exists()  # nothing measured: no stale plot beside it

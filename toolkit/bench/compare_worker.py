@@ -36,7 +36,9 @@ def _tile_to(image: np.ndarray, h: int, w: int) -> np.ndarray:
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    from n2nkit.errors import N2NError
+    """Open the artifact and measure it. A backend this machine lacks (TensorRT, CUDA) skips
+    the row; an artifact that does not open (broken file, wrong metadata) fails it."""
+    from n2nkit.errors import MissingDependencyError, N2NError
     from n2nkit.runtime import Denoiser
 
     try:
@@ -48,8 +50,10 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
             denoiser = Denoiser.load(
                 job["artifact"], backend=job["backend"], threads=job["threads"]
             )
-    except N2NError as exc:
+    except MissingDependencyError as exc:
         return {"status": "skipped", "reason": str(exc)}
+    except N2NError as exc:
+        return {"status": "failed", "reason": str(exc)}
     try:
         return _measure(denoiser, job)
     finally:

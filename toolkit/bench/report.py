@@ -353,5 +353,5 @@ def write_all(report: Report, out_dir: Path) -> dict[str, Path]:
     write_csv(report, paths["csv"])
     write_markdown(report, paths["md"])
     if not write_plot(report, paths["plot"]):
-        paths.pop("plot")
+        paths.pop("plot").unlink(missing_ok=True)  # an earlier run's plot would not match
     return paths

@@ -86,8 +86,8 @@ def compare(
         return
     if not models:
         raise UserInputError("name at least one model: an export folder, a .onnx file or n2n")
-    if budget < 0 or min_runs < 1 or warmup < 0:
-        raise UserInputError("--budget must be >= 0, --min-runs >= 1 and --warmup >= 0")
+    if not 0 <= budget < float("inf") or min_runs < 1 or warmup < 0:  # NaN fails too
+        raise UserInputError("--budget must be a number >= 0, --min-runs >= 1 and --warmup >= 0")
     from n2nkit.bench.baselines import BASELINES
 
     baseline_names = [] if no_baselines else (baseline or [b.name for b in BASELINES])
@@ -156,6 +156,16 @@ def run_compare(
         raise
     _print_report(console, report)
     console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    failed = [r for r in report.rows if r.status == "failed"]
+    if failed:  # the report is written, but a broken model must not pass for a measured one
+        from n2nkit.errors import N2NError
+
+        first = failed[0]
+        reason = (first.reason or "no reason given").strip().splitlines()[0]
+        raise N2NError(
+            f"{len(failed)} measurement(s) failed, e.g. {first.model} on {first.target}: "
+            f"{reason} (the report lists each)"
+        )
     return paths
 
 
