@@ -189,3 +189,31 @@ def test_int8_calibration_prints_nothing(tmp_path, capfd):
     captured = capfd.readouterr()
     assert (tmp_path / "int8.onnx").is_file()
     assert captured.out == "", captured.out
+
+
+def test_export_options_that_would_change_nothing_are_refused(tmp_path, ckpt_a):
+    """TensorRT's options need --trt, INT8's need an INT8 model: given alone they are refused
+    with one line naming them, before anything is written."""
+    out = tmp_path / "out"
+    cases = [
+        (["--trt-precision", "fp16", "--timing-cache", "tc"], "--trt-precision, --timing-cache"),
+        (["--int8-calibration", "minmax", "--reduce-range", "on"], "add --int8"),
+        (["--fp16", "--no-int8-equalize"], "--int8-equalize shape INT8 models"),
+    ]
+    for flags, fragment in cases:
+        line = _one_line_error(runner.invoke(app, ["export", str(ckpt_a), "-o", str(out), *flags]))
+        assert fragment in line, line
+        assert not out.exists()
+
+
+def test_denoise_format_that_contradicts_the_output_file_is_refused(tmp_path):
+    from PIL import Image
+
+    source = tmp_path / "in.png"
+    Image.new("RGB", (32, 32), (120, 60, 30)).save(source)
+    args = ["denoise", str(source), str(tmp_path / "out.png"), "--format", "jpg"]
+    line = _one_line_error(runner.invoke(app, args))
+    assert "--format jpg" in line and "out.png" in line
+    assert not (tmp_path / "out.png").exists()
+    args[-1] = "png"  # agrees with the file's extension: fine
+    assert runner.invoke(app, [*args, "--backend", "ort-cpu"]).exit_code == 0

@@ -17,7 +17,32 @@ def _size(n: int | None) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
+TRT_ONLY = ("trt_precision", "trt_profile", "timing_cache")
+INT8_ONLY = ("reduce_range", "int8_float_layers", "int8_calibration", "int8_equalize",
+             "int8_max_loss")  # fmt: skip
+
+
+def check_options_apply(
+    given: set[str], int8: bool, trt: bool, trt_precisions: list[str] | None
+) -> None:
+    """Refuse options that would change nothing: TensorRT's without --trt, and INT8's without
+    an INT8 model to shape (--int8, or --trt building an int8 engine)."""
+    from n2nkit.errors import UserInputError
+
+    def flags(names: tuple[str, ...]) -> str:
+        return ", ".join("--" + n.replace("_", "-") for n in names if n in given)
+
+    if not trt and given.intersection(TRT_ONLY):
+        raise UserInputError(f"{flags(TRT_ONLY)} shape TensorRT engines: add --trt")
+    int8_engine = trt and "int8" in (trt_precisions or ["int8"])
+    if not (int8 or int8_engine) and given.intersection(INT8_ONLY):
+        raise UserInputError(
+            f"{flags(INT8_ONLY)} shape INT8 models: add --int8 (or --trt with int8 engines)"
+        )
+
+
 def export(
+    ctx: typer.Context,
     checkpoint: Annotated[
         Path,
         typer.Argument(
@@ -152,6 +177,8 @@ def export(
         if p not in PRECISIONS:
             raise UnknownNameError("TensorRT precision", p, PRECISIONS)
     profiles = tuple(Profile.parse(p) for p in trt_profile) if trt_profile else DEFAULT_PROFILES
+    given = {n for n in ctx.params if getattr(ctx.get_parameter_source(n), "name", "") != "DEFAULT"}
+    check_options_apply(given, int8, trt, trt_precision)  # after each value's own check
 
     run_export(
         checkpoint,
