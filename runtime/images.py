@@ -256,13 +256,14 @@ def _fit_format(pixels: np.ndarray, fmt: str) -> tuple[np.ndarray, list[str]]:
     """Convert ``pixels`` to something ``fmt`` can hold; say what was given up."""
     notes: list[str] = []
     channels = 1 if pixels.ndim == 2 else pixels.shape[2]
-    if channels in (2, 4) and fmt == "JPEG":
+    if channels in (2, 4) and fmt in ("JPEG", "BMP"):
+        # Pillow writes RGBA as a 32-bit BI_RGB BMP, whose fourth byte readers ignore
         pixels = pixels[..., : channels - 1]
         channels -= 1
-        notes.append("JPEG holds no alpha: alpha dropped")
+        notes.append(f"{fmt} holds no alpha: alpha dropped (.png, .tif and .webp keep it)")
     if channels == 1 and pixels.ndim == 3:
         pixels = pixels[..., 0]
-    if channels == 2 and fmt in ("BMP", "WEBP"):
+    if channels == 2 and fmt == "WEBP":
         grey, alpha = pixels[..., :1], pixels[..., 1:]
         pixels = np.concatenate([grey, grey, grey, alpha], axis=-1)
         notes.append(f"{fmt} holds no grey + alpha: written as RGBA")

@@ -98,6 +98,14 @@ def test_what_a_format_cannot_hold_is_noted(tmp_path: Path) -> None:
     notes = write_image(tmp_path / "a.jpg", _u8(8, 8, 4))
     assert any("alpha dropped" in n for n in notes)
     assert read_image(tmp_path / "a.jpg").pixels.shape == (8, 8, 3)
+    rgba, grey_alpha = _u8(8, 8, 4), _u8(8, 8, 2)
+    for name, pixels, kept in (
+        ("c.bmp", rgba, rgba[..., :3]),
+        ("d.bmp", grey_alpha, grey_alpha[..., 0]),
+    ):
+        notes = write_image(tmp_path / name, pixels)  # Pillow's BMP keeps no alpha: said so
+        assert any("BMP holds no alpha" in n for n in notes), notes
+        assert np.array_equal(read_image(tmp_path / name).pixels, kept)
     notes = write_image(tmp_path / "b.webp", _u16(8, 8, 3))
     assert any("8 bits" in n for n in notes)
     assert read_image(tmp_path / "b.webp").pixels.dtype == np.uint8
