@@ -435,10 +435,11 @@ LEFTOVERS = (
 def qat_tuned(ckpt: dict | None) -> bool:
     """Whether ``ckpt`` was fine-tuned through simulated INT8 (``n2nkit train --qat``).
 
-    Such weights are tuned for the 8-bit grids of the network as the simulation saw it: the
-    equalized one since --qat equalizes first (``training/trainer.py``), the network as it was
-    before that. Either way quantizing the weights as they are is what was simulated, and
-    equalizing again would rescale the channels equalization clamps (it is not idempotent).
+    Such weights are tuned for the 8-bit grids of the network the simulation saw: the
+    equalized one (``--qat`` equalizes the ``--init`` weights first, ``training/trainer.py``),
+    or the network as it was for checkpoints from before --qat equalized. Either way the
+    weights as they are were simulated, and equalizing again would rescale the channels
+    equalization clamps (it is not idempotent).
     """
     config = (ckpt or {}).get("config") or {}
     return bool(config.get("qat"))
