@@ -132,3 +132,29 @@ def test_resume_with_other_flags_says_which_it_keeps(tmp_path):
     assert taken.split("(")[0].strip() == "--epochs"
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["lr"] for r in records] == [1e-3, 1e-3]  # --lr 0.5 really was not taken
+
+
+def test_sigterm_leaves_a_resumable_checkpoint_as_ctrl_c_does(tmp_path):
+    """``timeout``, schedulers and ``docker stop`` send SIGTERM: the run saves last.pt (the
+    epochs it completed) and exits 143, and --resume continues from it."""
+    from n2nkit.training.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    a = _n2nkit("train", "--out", str(run), "--epochs", "100000", *TINY)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / "metrics.jsonl").exists():  # training, not starting up
+            assert a.poll() is None, a.communicate()
+            assert time.monotonic() < deadline, "the run finished no epoch in 120 s"
+            time.sleep(0.2)
+    finally:
+        a.send_signal(signal.SIGTERM)
+        out, err = a.communicate(timeout=60)
+    assert a.returncode == 143, (out, err)
+    assert "terminated" in err and "Traceback" not in err
+    saved = load_checkpoint(run / "last.pt")
+    assert saved["epoch"] >= 1
+    args = ["train", "--out", str(run), "--resume", "--epochs", str(saved["epoch"] + 1),
+            "--threads", "1", "--no-progress"]  # fmt: skip
+    assert runner.invoke(app, args).exit_code == 0
+    assert load_checkpoint(run / "last.pt")["epoch"] == saved["epoch"] + 1

@@ -50,7 +50,17 @@ app.command("pipeline")(guard(pipeline_cmd.pipeline))
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point. SIGTERM (``timeout``, schedulers, ``docker stop``, torchrun
+    stopping its workers) is handled as Ctrl-C is: a training run saves a resumable last.pt and
+    an export removes its scratch files before the process exits (143)."""
+    import signal
+
+    from n2nkit.cli.console import Terminated
+
+    def terminate(_signum: int, _frame: object) -> None:
+        raise Terminated
+
+    signal.signal(signal.SIGTERM, terminate)
     app()
 
 

@@ -29,10 +29,16 @@ def print_note(note: str) -> None:
     err_console.print(f"[dim]note: {escape(note)}[/]", highlight=False, soft_wrap=True)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt is, so every handler that saves state
+    on Ctrl-C (training's last.pt, an export's clean-up) runs for it too."""
+
+
 def guard(fn: F) -> F:
     """Turn an :class:`N2NError` into one line on stderr and its exit code (no traceback).
 
-    Ctrl-C exits with 130 after the command has had its chance to save state.
+    Ctrl-C exits with 130 and SIGTERM with 143, after the command has had its chance to
+    save state.
     """
 
     @functools.wraps(fn)
@@ -42,6 +48,9 @@ def guard(fn: F) -> F:
         except N2NError as exc:
             print_error(exc)
             raise typer.Exit(exc.exit_code) from None
+        except Terminated:
+            err_console.print("terminated")
+            raise typer.Exit(143) from None  # 128 + SIGTERM, as a shell reports it
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(130) from None
