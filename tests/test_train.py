@@ -158,6 +158,7 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path: Path) -> None:
         ({"batch_size": 0}, UserInputError),
         ({"device": "tpu"}, UserInputError),
         ({"data": "/no/such/file.pt"}, UserInputError),
+        ({"num_threads": 100_000}, UserInputError),  # torch.set_num_threads would crash
     ],
 )
 def test_bad_configurations_are_user_errors(tmp_path: Path, kwargs, error) -> None:

@@ -20,6 +20,13 @@ PAIRINGS = ("synthetic", "files", "neighbor")
 DEFAULT_SYNTHETIC_FRACTION = 0.6
 
 
+def max_threads() -> int:
+    """The most CPU threads a run may ask for: torch hangs or crashes setting thousands."""
+    import os
+
+    return 4 * (os.cpu_count() or 1)
+
+
 @dataclass
 class TrainConfig:
     """Everything a run needs; saved as a plain dict in every checkpoint.
@@ -141,6 +148,11 @@ class TrainConfig:
             raise UserInputError(f"Adam betas must lie in [0, 1), got {self.betas}")
         if self.num_threads is not None and self.num_threads < 1:
             raise UserInputError(f"threads must be at least 1, got {self.num_threads}")
+        most = max_threads()
+        if self.num_threads is not None and self.num_threads > most:
+            raise UserInputError(
+                f"threads must be at most {most} (4 per CPU here), got {self.num_threads}"
+            )
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
             raise UserInputError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
         return self
