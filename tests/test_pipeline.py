@@ -38,7 +38,21 @@ def test_pipeline_trains_exports_and_reports(first_run) -> None:
     assert status[("nlm", "cpu-python")] == "measured"
     assert "TensorRT engines skipped" in output and "n2nkit[gpu]" in output
     state = json.loads((out / "pipeline.json").read_text())
+    settings = state.pop("settings")
     assert state == {"train:truncated": "done", "export:truncated": "done", "compare": "done"}
+    assert settings == {"noise": "gaussian:25", "recipe": "fast", "residual": None,
+                        "batch_size": None}  # fmt: skip
+
+
+def test_a_second_run_with_other_training_settings_is_refused(first_run) -> None:
+    """Its steps would be skipped as done and the old model measured under the new noise."""
+    out, _ = first_run
+    before = (out / "pipeline.json").read_bytes()
+    result = runner.invoke(app, ["pipeline", "--out", str(out), *ARGS, "--noise", "gaussian:50"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "trained with --noise gaussian:25 (now gaussian:50)" in result.output
+    assert "--fresh" in result.output
+    assert (out / "pipeline.json").read_bytes() == before
 
 
 def test_a_second_run_skips_finished_steps_and_resumes_training(first_run) -> None:
@@ -65,4 +79,7 @@ def test_pipeline_refuses_bad_options_before_training(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "unknown target" in result.output
     result = runner.invoke(app, ["pipeline", "--out", str(tmp_path), "--budget", "soon"])
     assert result.exit_code == 2 and "cannot read duration" in result.output
+    for option, value in (("--compare-runs", "0"), ("--compare-budget", "nan")):
+        result = runner.invoke(app, ["pipeline", "--out", str(tmp_path), option, value])
+        assert result.exit_code == 2 and option in result.output
     assert not (tmp_path / "runs").exists()

@@ -2,8 +2,10 @@
 
 Steps are named ``train:<variant>``, ``export:<variant>`` and ``compare``; each is ``started``
 or ``done``. Running the pipeline again skips what is done and resumes what was started (an
-interrupted training run continues from its ``last.pt``). The file is rewritten atomically
-after every change; an unreadable one counts as empty (the steps are redone, nothing breaks).
+interrupted training run continues from its ``last.pt``), so the file also records the settings
+the models were trained with (``settings``): a later call with other ones is refused rather
+than measuring the old models under new labels. The file is rewritten atomically after every
+change; an unreadable one counts as empty (the steps are redone, nothing breaks).
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
+from n2nkit.errors import UserInputError
 from n2nkit.fileio import atomic_write_text
 
 STATE_NAME = "pipeline.json"
+SETTINGS = "settings"  # the key of the training settings, beside the steps
 OUTPUTS = ("runs", "artifacts", "report", STATE_NAME)  # what --fresh removes from OUT
 
 
@@ -25,7 +30,7 @@ class PipelineState:
         self.path = Path(out) / STATE_NAME
         self.steps = self._read()
 
-    def _read(self) -> dict[str, str]:
+    def _read(self) -> dict[str, Any]:
         if not self.path.exists():
             return {}
         try:
@@ -43,7 +48,28 @@ class PipelineState:
 
     def mark(self, step: str, status: str) -> None:
         self.steps[step] = status
+        self._write()
+
+    def _write(self) -> None:
         atomic_write_text(self.path, json.dumps(self.steps, indent=2) + "\n")
+
+    def claim(self, settings: dict[str, Any]) -> None:
+        """Record the training ``settings`` (option name -> value), or refuse with one line
+        if the folder's runs were trained with other values: their steps would be skipped as
+        done and the old models measured as if trained with the new ones."""
+        recorded = self.steps.get(SETTINGS)
+        trained = any(step.startswith("train:") for step in self.steps)
+        if isinstance(recorded, dict) and trained:
+            changed = [k for k, v in settings.items() if k in recorded and recorded[k] != v]
+            if changed:
+                then = ", ".join(f"--{k.replace('_', '-')} {recorded[k]}" for k in changed)
+                now = ", ".join(f"{settings[k]}" for k in changed)
+                raise UserInputError(
+                    f"{self.path.parent} holds a pipeline trained with {then} (now {now}): "
+                    "pass --fresh to start over, or choose another --out"
+                )
+        self.steps[SETTINGS] = {**(recorded if isinstance(recorded, dict) else {}), **settings}
+        self._write()
 
 
 def clear(out: Path) -> None:

@@ -101,6 +101,8 @@ def pipeline(
     budget_s = parse_duration(budget)
     if batch_size is not None and batch_size < 1:  # 0 must not quietly mean the default
         raise UserInputError(f"--batch-size must be at least 1, got {batch_size}")
+    if not 0 <= compare_budget < float("inf") or compare_runs < 1:  # NaN fails too
+        raise UserInputError("--compare-budget must be a number >= 0 and --compare-runs >= 1")
     check_out_dir(out)
     require_export_packages()  # the export step's packages, before minutes of training
     if fresh and out.exists():
@@ -118,6 +120,7 @@ def pipeline(
                           **settings).validate()
         for name in names
     }  # fmt: skip
+    state.claim({"noise": noise, "recipe": recipe, "residual": residual, "batch_size": batch_size})
 
     _train_step(state, configs)
     _export_step(state, out, names, trt)
