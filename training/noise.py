@@ -47,7 +47,8 @@ KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
         Kind("gaussian", 25.0, 0.0, None, False, "sigma in 0-255 units"),
-        Kind("poisson", 30.0, 1e-3, None, False, "photons at white (lower = noisier)"),
+        # above ~1e10 float32 rates lose the image; at 1e6 the noise is under a grey level
+        Kind("poisson", 30.0, 1e-3, 1e6, False, "photons at white (lower = noisier)"),
         Kind("bernoulli", 0.5, 0.0, 1.0, False, "fraction of pixels dropped to black"),
         Kind("impulse", 0.3, 0.0, 1.0, False, "fraction of pixels set to random colours"),
         Kind("text", 0.2, 0.0, 0.9, False, "fraction of pixels covered by text"),

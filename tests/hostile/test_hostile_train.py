@@ -151,10 +151,34 @@ def test_sigterm_leaves_a_resumable_checkpoint_as_ctrl_c_does(tmp_path):
         a.send_signal(signal.SIGTERM)
         out, err = a.communicate(timeout=60)
     assert a.returncode == 143, (out, err)
-    assert "terminated" in err and "Traceback" not in err
+    assert "terminated" in err and "Traceback" not in err, err
     saved = load_checkpoint(run / "last.pt")
-    assert saved["epoch"] >= 1
+    assert saved["epoch"] >= 1, saved["epoch"]
     args = ["train", "--out", str(run), "--resume", "--epochs", str(saved["epoch"] + 1),
             "--threads", "1", "--no-progress"]  # fmt: skip
-    assert runner.invoke(app, args).exit_code == 0
+    resumed = runner.invoke(app, args)
+    assert resumed.exit_code == 0, resumed.output
     assert load_checkpoint(run / "last.pt")["epoch"] == saved["epoch"] + 1
+
+
+def test_options_that_would_change_nothing_or_break_the_data_are_refused(tmp_path):
+    """--lr-step under the cosine schedule did nothing; poisson:1e30 trained on black images."""
+    cases = [
+        (["--lr-step", "1"], "--lr-step sets the step schedule's period"),
+        (["--noise", "poisson:1e30"], "must be >= 0.001 and <= 1000000"),
+    ]
+    for flags, fragment in cases:
+        tiny = ["--epochs", "1", "--epoch-size", "8", "--batch-size", "4", "--val-size", "4"]
+        result = runner.invoke(app, ["train", "--out", str(tmp_path / "r"), *flags, *tiny])
+        assert result.exit_code == 2 and fragment in result.output, result.output
+        assert "Traceback" not in result.output and not (tmp_path / "r").exists()
+
+
+def test_every_variants_out_is_checked_before_the_first_trains(tmp_path):
+    """With two variants, a run already in OUT/truncated is refused before n2n trains."""
+    (tmp_path / "truncated").mkdir()
+    (tmp_path / "truncated" / "best.pt").write_bytes(b"an earlier run's")
+    args = ["train", "--variant", "n2n,truncated", "--out", str(tmp_path), "--epochs", "1", *TINY]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "truncated already holds a run" in result.output
+    assert not (tmp_path / "n2n").exists()

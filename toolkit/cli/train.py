@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -152,7 +153,10 @@ def train(
     ] = None,
     lr: Annotated[
         float,
-        typer.Option(help="Adam learning rate (×0.1 every 10 epochs).", rich_help_panel=RECIPE),
+        typer.Option(
+            help="Adam learning rate at the start (the schedule lowers it).",
+            rich_help_panel=RECIPE,
+        ),
     ] = 1e-3,
     lr_step: Annotated[
         int | None,
@@ -269,6 +273,13 @@ def train(
         synthetic_fraction=synthetic_fraction,
         permute_colours=permute_colours,
     )
+    if lr_step is not None and settings["schedule"] != "step":
+        from n2nkit.errors import UserInputError
+
+        raise UserInputError(
+            f"--lr-step sets the step schedule's period; this run's schedule is "
+            f"{settings['schedule']} (the {recipe} recipe's): add --schedule step"
+        )
     uses_residual = settings.pop("residual")
     budget_s = parse_duration(budget) if budget is not None else None
     configs = []
@@ -300,8 +311,11 @@ def train(
                 qat=qat,
             ).validate()
         )
+    from n2nkit.training.trainer import settle_config
     from n2nkit.training.trainer import train as run_training
 
+    for config in configs[1:]:  # every variant's --out, before the first one trains for hours
+        settle_config(dataclasses.replace(config))
     results = []
     for config in configs:
         result = run_training(config, progress=progress)
