@@ -35,6 +35,14 @@ DEFAULT_TILE = 1024  # sides above this are tiled: about 1 MP per call
 DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles, blended
 
 
+def _pixels(value: Any, name: str) -> int:
+    """``tile``/``overlap`` as a whole number of pixels, or one clear error."""
+    try:
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise UserInputError(f"{name} must be a whole number of pixels, got {value!r}") from None
+
+
 def resolve_model_path(model: str | Path | None) -> Path:
     """A model file, an export folder, or a shipped model's name (None: the default one)."""
     from n2nkit.runtime.shipped import DEFAULT_MODEL, shipped_model_names, shipped_model_path
@@ -142,8 +150,8 @@ class Denoiser:
         self.notes = list(notes or [])
         meta = backend.metadata
         m = max(meta.size_multiple, 1)
-        tile = DEFAULT_TILE if tile is None else int(tile)
-        overlap = DEFAULT_OVERLAP if overlap is None else int(overlap)
+        tile = DEFAULT_TILE if tile is None else _pixels(tile, "tile")
+        overlap = DEFAULT_OVERLAP if overlap is None else _pixels(overlap, "overlap")
         if backend.max_side is not None:
             tile = min(tile, backend.max_side)
         tile -= tile % m
@@ -227,6 +235,13 @@ class Denoiser:
 
     def batch(self, images: np.ndarray) -> np.ndarray:
         """Denoise N images of one size (N×H×W or N×H×W×C); same shape and dtype back."""
+        if isinstance(images, list | tuple):
+            shapes = sorted({np.shape(i) for i in images})
+            if len(shapes) > 1:
+                raise UserInputError(
+                    f"a batch holds images of one shape, got {shapes[0]} and {shapes[1]}: call "
+                    "the Denoiser on each image instead"
+                )
         images = np.asarray(images)
         layout = describe(images, batched=True)
         one = describe(images[0])
@@ -241,7 +256,10 @@ class Denoiser:
     def denoise_planes(self, planes: np.ndarray) -> np.ndarray:
         """float32 N×C×H×W in [0, 1] (C = 1 or 3), any H and W -> the same, denoised."""
         meta = self._live_backend().metadata
-        x, fit = fit_channels(np.asarray(planes, dtype=np.float32), meta.channels)
+        planes = np.asarray(planes, dtype=np.float32)
+        if not np.isfinite(planes).all():  # the input's fault, not the model's
+            raise UserInputError("planes hold NaN or infinite values")
+        x, fit = fit_channels(planes, meta.channels)
         n, _, h, w = x.shape
         m = max(meta.size_multiple, 1)
         height, width = round_up(max(h, meta.min_side), m), round_up(max(w, meta.min_side), m)
@@ -268,6 +286,7 @@ class Denoiser:
         uint16 or float in [0, 1]); see :mod:`.noise_level`."""
         from n2nkit.runtime.noise_level import estimate_sigma_255
 
+        describe(np.asarray(image))  # the dtypes, shapes and finite values __call__ takes
         return estimate_sigma_255(image)
 
     # -------------------------------------------------------------------- lifetime

@@ -203,3 +203,24 @@ def test_denoise_prints_only_its_own_lines(tmp_path: Path) -> None:
         assert line.startswith(("note:", "error:")), done.stderr
     assert "[W:onnxruntime" not in done.stdout + done.stderr
     assert "Warning" not in done.stdout + done.stderr
+
+
+def test_the_api_refuses_bad_input_with_one_clear_error(tmp_path: Path) -> None:
+    """estimate_noise takes what __call__ takes; a batch of mixed shapes, a NaN plane and a
+    NaN tile are the caller's errors, said so (not numpy's or the model's)."""
+    rng = np.random.default_rng(0)
+    with Denoiser.load(_model(tmp_path / "half.onnx", factor=0.5), backend="ort-cpu") as d:
+        grey = (128 + rng.normal(0, 25, (64, 64))).clip(0, 255)
+        assert abs(d.estimate_noise(grey.astype(np.uint8)) - 25) < 3
+        for image, fragment in ((grey.astype(np.int32), "dtype int32"),
+                                (np.full((8, 8), np.nan), "NaN"),
+                                (np.zeros((0, 8), np.uint8), "empty")):  # fmt: skip
+            with pytest.raises(UserInputError, match=fragment):
+                d.estimate_noise(image)
+        mixed = [np.zeros((8, 8, 3), np.uint8), np.zeros((16, 16, 3), np.uint8)]
+        with pytest.raises(UserInputError, match="a batch holds images of one shape"):
+            d.batch(mixed)
+        with pytest.raises(UserInputError, match="NaN"):
+            d.denoise_planes(np.full((1, 3, 8, 8), np.nan, np.float32))
+    with pytest.raises(UserInputError, match="tile must be a whole number"):
+        Denoiser.load(_model(tmp_path / "h2.onnx", factor=0.5), tile=float("nan"))
