@@ -87,6 +87,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     stopped_by: str = "epochs"  # "epochs" | "budget"
     rank: int = 0  # under torchrun: this process's rank (only rank 0 validates and saves)
+    variant: str = ""  # what was trained (a resume trains the checkpoint's, whatever was asked)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -610,6 +611,7 @@ def _train_locked(config: TrainConfig, progress: bool) -> TrainResult:
         history=run.history,
         stopped_by=stopped_by,
         rank=run.dist.rank,
+        variant=run.config.variant,
     )
 
 

@@ -182,3 +182,13 @@ def test_every_variants_out_is_checked_before_the_first_trains(tmp_path):
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "truncated already holds a run" in result.output
     assert not (tmp_path / "n2n").exists()
+
+
+def test_a_resume_reports_the_variant_it_trained_not_the_default(tmp_path):
+    run = tmp_path / "run"
+    first = ["train", "--variant", "truncated", "--out", str(run), "--epochs", "1", *TINY]
+    assert runner.invoke(app, first).exit_code == 0
+    resumed = runner.invoke(app, ["train", "--out", str(run), "--resume", "--epochs", "2",
+                                  "--no-progress"])  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+    assert "truncated: val PSNR" in resumed.output and "n2n: val PSNR" not in resumed.output

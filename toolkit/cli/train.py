@@ -323,7 +323,7 @@ def train(
         if result.rank:  # under torchrun, rank 0 alone reports
             continue
         console.print(
-            f"{config.variant}: val PSNR {result.best_val_psnr:.2f} dB "
+            f"{result.variant or config.variant}: val PSNR {result.best_val_psnr:.2f} dB "
             f"(noisy input {result.val_psnr_noisy:.2f} dB) after {result.epochs_completed} "
             f"epochs -> {result.best_checkpoint}"
         )
