@@ -246,18 +246,14 @@ def train(
 
     Several GPUs: ``torchrun --nproc-per-node N -m n2nkit train ...`` (DistributedDataParallel).
     """
-    from n2nkit.cli.console import console
+    from n2nkit.cli.console import console, print_note
     from n2nkit.training.config import TrainConfig, parse_duration
     from n2nkit.training.models import parse_variants
     from n2nkit.training.recipes import recipe_settings, training_device_type
 
     if resume and (note := resume_note(ctx)):
-        from n2nkit.cli.console import print_note
-
         print_note(note)
     if target is not None:
-        from n2nkit.cli.console import print_note
-
         print_note("--target is deprecated: use --supervision (same values)")
         supervision = target
     names = parse_variants(variant)
@@ -273,13 +269,7 @@ def train(
         synthetic_fraction=synthetic_fraction,
         permute_colours=permute_colours,
     )
-    if lr_step is not None and settings["schedule"] != "step":
-        from n2nkit.errors import UserInputError
-
-        raise UserInputError(
-            f"--lr-step sets the step schedule's period; this run's schedule is "
-            f"{settings['schedule']} (the {recipe} recipe's): add --schedule step"
-        )
+    _check_lr_step(lr_step, settings["schedule"], recipe)
     uses_residual = settings.pop("residual")
     budget_s = parse_duration(budget) if budget is not None else None
     configs = []
@@ -311,11 +301,9 @@ def train(
                 qat=qat,
             ).validate()
         )
-    from n2nkit.training.trainer import settle_config
     from n2nkit.training.trainer import train as run_training
 
-    for config in configs[1:]:  # every variant's --out, before the first one trains for hours
-        settle_config(dataclasses.replace(config))
+    _check_every_out(configs)
     results = []
     for config in configs:
         result = run_training(config, progress=progress)
@@ -332,6 +320,26 @@ def train(
     from n2nkit.training.distributed import finish
 
     finish()  # torchrun: every rank leaves the process group together
+
+
+def _check_lr_step(lr_step: int | None, schedule: str, recipe: str) -> None:
+    """--lr-step only shapes the step schedule: refused under another, where it did nothing."""
+    if lr_step is not None and schedule != "step":
+        from n2nkit.errors import UserInputError
+
+        raise UserInputError(
+            f"--lr-step sets the step schedule's period; this run's schedule is {schedule} "
+            f"(the {recipe} recipe's): add --schedule step"
+        )
+
+
+def _check_every_out(configs: list) -> None:
+    """Several variants: every OUT/<variant> is checked (a run there needs --resume or
+    --overwrite) before the first one trains for hours; the first is checked as it starts."""
+    from n2nkit.training.trainer import settle_config
+
+    for config in configs[1:]:
+        settle_config(dataclasses.replace(config))
 
 
 def _print_summary(configs: list, results: list) -> None:
