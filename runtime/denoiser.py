@@ -226,10 +226,10 @@ class Denoiser:
         if self._needs_tiles(layout):  # tile by tile, no float copy of the whole image
             return denoise_streamed(image, layout, self._live_backend(), self.tile, self.overlap)
         planes, alpha = to_planes(image[None], layout)
-        return from_planes(self.denoise_planes(planes), alpha, layout)
+        return from_planes(self._denoise_planes(planes), alpha, layout)
 
     def _needs_tiles(self, layout) -> bool:
-        """Whether an image of ``layout`` goes through the model in tiles (see denoise_planes)."""
+        """Whether an image of ``layout`` goes through the model in tiles (see _denoise_planes)."""
         height, width = padded_size(layout, self._live_backend())
         return max(height, width) > self.tile or not self._backend.fits(1, height, width)
 
@@ -251,15 +251,19 @@ class Denoiser:
                 out[i] = denoise_streamed(image, one, backend, self.tile, self.overlap)
             return out
         planes, alpha = to_planes(images, layout)
-        return from_planes(self.denoise_planes(planes), alpha, layout)
+        return from_planes(self._denoise_planes(planes), alpha, layout)
 
     def denoise_planes(self, planes: np.ndarray) -> np.ndarray:
         """float32 N×C×H×W in [0, 1] (C = 1 or 3), any H and W -> the same, denoised."""
-        meta = self._live_backend().metadata
         planes = np.asarray(planes, dtype=np.float32)
         if not np.isfinite(planes).all():  # the input's fault, not the model's
             raise UserInputError("planes hold NaN or infinite values")
-        x, fit = fit_channels(planes, meta.channels)
+        return self._denoise_planes(planes)
+
+    def _denoise_planes(self, planes: np.ndarray) -> np.ndarray:
+        """denoise_planes for planes already checked (``describe`` in __call__ and batch)."""
+        meta = self._live_backend().metadata
+        x, fit = fit_channels(np.asarray(planes, dtype=np.float32), meta.channels)
         n, _, h, w = x.shape
         m = max(meta.size_multiple, 1)
         height, width = round_up(max(h, meta.min_side), m), round_up(max(w, meta.min_side), m)

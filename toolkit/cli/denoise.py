@@ -66,12 +66,12 @@ def plan_jobs(
             suffix = f".{fmt.lower().lstrip('.')}" if fmt else source.suffix
             jobs.append(Job(source, out / (source.stem + suffix)))
         else:
-            if fmt is not None and output_format(out) != output_format(Path(f"x.{fmt}")):
+            named = output_format(out)  # fail now on an unknown extension
+            if fmt is not None and named != output_format(Path(f"x.{fmt}")):
                 raise UserInputError(
                     f"--format {fmt} names the format of files written into a folder; {out.name} "
                     "names its own by its extension: drop --format or change the extension"
                 )
-            output_format(out)  # fail now on an unknown extension
             jobs.append(Job(source, out))
     _check_outputs(jobs, overwrite)
     return jobs, to_folder
