@@ -57,6 +57,19 @@ def test_every_command_has_help(command: str) -> None:
     result = runner.invoke(app, [command, "--help"])
     assert result.exit_code == 0, result.output
     assert f"n2nkit {command}" in result.output and "--help" in result.output
+    # A flag shows no type (``--int8 <bool>`` would read as ``--int8 true``).
+    assert "<bool>" not in result.output
+
+
+def test_root_help_shows_flags_without_a_type() -> None:
+    result = runner.invoke(app, ["--help"], terminal_width=100)
+    version = next(line for line in result.output.splitlines() if "--version" in line)
+    assert "<bool>" not in version and "Print the version" in version
+
+
+def test_options_with_values_keep_their_type() -> None:
+    result = runner.invoke(app, ["train", "--help"], terminal_width=200)
+    assert "<int>" in result.output and "<path>" in result.output
 
 
 # One user error per command: exit 2, one `error:` line on stderr naming the problem.

@@ -16,9 +16,11 @@ from n2nkit.cli import models as models_cmd
 from n2nkit.cli import pipeline as pipeline_cmd
 from n2nkit.cli import train as train_cmd
 from n2nkit.cli.console import guard
+from n2nkit.cli.help_layout import FlagCommand, FlagGroup
 
 app = typer.Typer(
     name="n2nkit",
+    cls=FlagGroup,
     help="Train a Noise2Noise denoiser, export it, and run it on desktop GPUs and phones.",
     no_args_is_help=True,
     add_completion=False,
@@ -41,12 +43,12 @@ def _root(
     """Train a Noise2Noise denoiser, export it, and run it on desktop GPUs and phones."""
 
 
-app.command("models")(guard(models_cmd.models))
-app.command("train")(guard(train_cmd.train))
-app.command("export")(guard(export_cmd.export))
-app.command("denoise")(guard(denoise_cmd.denoise))
-app.command("compare")(guard(compare_cmd.compare))
-app.command("pipeline")(guard(pipeline_cmd.pipeline))
+app.command("models", cls=FlagCommand)(guard(models_cmd.models))
+app.command("train", cls=FlagCommand)(guard(train_cmd.train))
+app.command("export", cls=FlagCommand)(guard(export_cmd.export))
+app.command("denoise", cls=FlagCommand)(guard(denoise_cmd.denoise))
+app.command("compare", cls=FlagCommand)(guard(compare_cmd.compare))
+app.command("pipeline", cls=FlagCommand)(guard(pipeline_cmd.pipeline))
 
 
 def main() -> None:
