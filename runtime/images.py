@@ -1,11 +1,12 @@
 """Image files in and out for ``n2nkit denoise`` (and apps that want the same care).
 
 Reading keeps what matters: grey stays grey (H×W), alpha is kept (H×W×2, H×W×4), palette
-images become RGB(A), 16-bit PNG and TIFF stay 16-bit (uint16), the EXIF orientation is
-applied, and the ICC profile and EXIF travel to the output. Anything wrong with a file (missing,
-empty, not an image, truncated, over the decompression-bomb limit) is one
-:class:`~n2nkit.errors.UserInputError` line. Writing picks the format from the extension, is
-atomic, and lists what a format could not hold (alpha in JPEG, 16 bits in WebP).
+images become RGB(A), a PNG colour key (tRNS) becomes an alpha channel, 16-bit PNG and TIFF
+stay 16-bit (uint16), the EXIF orientation is applied, and the ICC profile and EXIF travel to
+the output. Anything wrong with a file (missing, empty, not an image, truncated, over the
+decompression-bomb limit) is one :class:`~n2nkit.errors.UserInputError` line. Writing picks
+the format from the extension, is atomic, and lists what a format could not hold (alpha in
+JPEG, 16 bits in WebP).
 
 TIFF goes through :mod:`.tiff` (tifffile): 16-bit colour is kept, layouts n2nkit cannot write
 back (CMYK, several extra samples) are refused, and a TIFF's own tags never travel as "EXIF".
@@ -125,7 +126,29 @@ def _open(path: Path, max_pixels: int):
 
 
 def _pixels(image, path: Path) -> tuple[np.ndarray, list[str]]:
-    """Decode to uint8/uint16 grey, grey + alpha, RGB or RGBA."""
+    """Decode to uint8/uint16 grey, grey + alpha, RGB or RGBA; a colour key becomes alpha."""
+    key = image.info.get("transparency") if image.mode not in ("P", "PA") else None
+    pixels, notes = _decoded(image, path)
+    channels = 1 if pixels.ndim == 2 else pixels.shape[-1]
+    if isinstance(key, int | tuple) and channels in (1, 3):  # not when alpha is there already
+        pixels = _colour_key_to_alpha(pixels, key)
+        notes.append("colour-key transparency (PNG tRNS): written as an alpha channel")
+    return pixels, notes
+
+
+def _colour_key_to_alpha(pixels: np.ndarray, key: int | tuple) -> np.ndarray:
+    """Grey or RGB pixels plus an alpha channel, 0 where a pixel is the key colour.
+
+    Why not keep the key: denoising moves every pixel, so the key would no longer match the
+    pixels it marked (and would match others by chance)."""
+    colour = pixels if pixels.ndim == 3 else pixels[..., None]
+    keyed = np.all(colour == np.asarray(key, dtype=np.int64).reshape(-1), axis=-1)
+    opaque = np.iinfo(pixels.dtype).max
+    alpha = np.where(keyed, 0, opaque).astype(pixels.dtype)
+    return np.concatenate([colour, alpha[..., None]], axis=-1)
+
+
+def _decoded(image, path: Path) -> tuple[np.ndarray, list[str]]:
     notes: list[str] = []
     mode = image.mode
     if png16.is_16bit_colour(image):

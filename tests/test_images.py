@@ -83,6 +83,42 @@ def test_palette_images_become_rgb_or_rgba(tmp_path: Path) -> None:
     assert read_image(tmp_path / "pt.png").pixels.shape == (16, 16, 4)
 
 
+def _with_trns(png: bytes, key: bytes) -> bytes:
+    """``png`` with a tRNS chunk (colour-key transparency) before its image data."""
+    import struct
+    import zlib
+
+    at = png.index(b"IDAT") - 4
+    chunk = struct.pack(">I", len(key)) + b"tRNS" + key
+    return png[:at] + chunk + struct.pack(">I", zlib.crc32(b"tRNS" + key)) + png[at:]
+
+
+def test_colour_key_transparency_becomes_alpha(tmp_path: Path) -> None:
+    """A tRNS colour key would not survive denoising (the pixels move off the key), so it is
+    read as an alpha channel: 0 exactly where the key colour was, at the file's bit depth."""
+    import struct
+
+    rgb16 = _u16(12, 10, 3)
+    rgb16[2, 3] = rgb16[7, 1] = (1, 2, 3)
+    write_image(tmp_path / "plain16.png", rgb16)
+    keyed = _with_trns((tmp_path / "plain16.png").read_bytes(), struct.pack(">HHH", 1, 2, 3))
+    (tmp_path / "rgb16.png").write_bytes(keyed)
+    loaded = read_image(tmp_path / "rgb16.png")
+    assert loaded.pixels.dtype == np.uint16 and loaded.pixels.shape == (12, 10, 4)
+    assert np.array_equal(loaded.pixels[..., :3], rgb16)
+    expected = np.full((12, 10), 65535, np.uint16)
+    expected[2, 3] = expected[7, 1] = 0
+    assert np.array_equal(loaded.pixels[..., 3], expected)
+    assert any("tRNS" in note for note in loaded.notes)
+
+    grey = _u8(9, 11)
+    grey[4, 4] = 5
+    Image.fromarray(grey).save(tmp_path / "grey.png", transparency=5)
+    loaded = read_image(tmp_path / "grey.png")
+    assert loaded.pixels.shape == (9, 11, 2) and np.array_equal(loaded.pixels[..., 0], grey)
+    assert np.array_equal(loaded.pixels[..., 1] == 0, grey == 5)
+
+
 @pytest.mark.parametrize("suffix", [".jpg", ".tif", ".webp", ".bmp"])
 def test_other_formats_round_trip(tmp_path: Path, suffix: str) -> None:
     pixels = np.tile(np.linspace(0, 255, 24, dtype=np.uint8), (16, 1))[..., None].repeat(3, 2)
