@@ -299,14 +299,45 @@ def _fit_format(pixels: np.ndarray, fmt: str) -> tuple[np.ndarray, list[str]]:
     return pixels, notes
 
 
+JPEG_MAX_EXIF = 65_533  # bytes in one APP1 marker: Pillow refuses longer EXIF in a JPEG
+ICC_SPACES = {"GRAY": (1, 2), "RGB ": (3, 4)}  # ICC colour space -> channel counts it describes
+
+
+def _metadata_to_keep(
+    fmt: str, pixels: np.ndarray, icc: bytes | None, exif: bytes | None
+) -> tuple[bytes | None, bytes | None, list[str]]:
+    """The source's ICC profile and EXIF that ``fmt`` can hold and that still describe the
+    pixels written; notes on what was dropped.
+
+    A profile for another colour model (a CMYK photo's profile on its RGB output, a grey
+    profile on RGB) would make colour-managed viewers misread the pixels, so it is dropped."""
+    notes: list[str] = []
+    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    space = icc[16:20].decode("latin-1") if icc and len(icc) >= 20 else None
+    if icc and channels not in ICC_SPACES.get(space, ()):
+        profile = space.strip() if space and space.isprintable() else "an unknown colour model"
+        model = "grey" if channels in (1, 2) else "RGB"
+        notes.append(f"the ICC profile is for {profile}, the output is {model}: profile dropped")
+        icc = None
+    if fmt == "BMP" and (icc or exif):
+        kept = " and ".join(k for k, v in (("ICC profile", icc), ("EXIF", exif)) if v)
+        notes.append(f"BMP holds no {kept}: dropped (.png, .jpg, .webp keep them)")
+        return None, None, notes
+    if fmt == "JPEG" and exif and len(exif) > JPEG_MAX_EXIF:
+        notes.append(f"the EXIF ({len(exif):,} bytes) exceeds JPEG's {JPEG_MAX_EXIF:,}: dropped")
+        exif = None
+    return icc, exif, notes
+
+
 def _write_file(path: Path, write) -> None:
-    """Atomic write; a destination the system refuses (read-only, /proc, full disk) is one line."""
+    """Atomic write; a destination the system refuses (read-only, /proc, full disk) or data the
+    encoder refuses is one line."""
     from n2nkit.fileio import atomic_write
 
     try:
         atomic_write(path, write, suffix=path.suffix)
-    except OSError as exc:
-        reason = exc.strerror or first_line(exc)
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or first_line(exc)
         raise UserInputError(f"cannot write {path}: {reason}") from None
 
 
@@ -324,8 +355,10 @@ def write_image(
     fmt = output_format(path)
     check_output_size(path, *np.shape(pixels)[:2])
     pixels, notes = _fit_format(np.asarray(pixels), fmt)
-    icc = source.icc_profile if source else None
-    exif = source.exif if source else None
+    icc, exif, dropped = _metadata_to_keep(
+        fmt, pixels, source.icc_profile if source else None, source.exif if source else None
+    )
+    notes += dropped
     if fmt == "TIFF":
         if exif:
             notes.append("TIFF output: the source's EXIF is not carried")

@@ -158,6 +158,47 @@ def test_icc_profile_travels_to_the_output(tmp_path: Path) -> None:
         assert read_image(tmp_path / name).icc_profile == icc
 
 
+def test_an_icc_profile_for_another_colour_model_is_dropped(tmp_path: Path) -> None:
+    """A CMYK photo's profile on its RGB output, or a grey profile on RGB, would make viewers
+    misread the colours: dropped, with a note. A matching profile stays (above)."""
+    from PIL import ImageCms
+
+    cmyk = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    cmyk[16:20] = b"CMYK"
+    Image.fromarray(_u8(8, 8, 3)).convert("CMYK").save(tmp_path / "in.jpg", icc_profile=bytes(cmyk))
+    source = read_image(tmp_path / "in.jpg")
+    assert source.icc_profile == bytes(cmyk)
+    for name in ("out.jpg", "out.png", "out.tif"):
+        notes = write_image(tmp_path / name, source.pixels, source)
+        assert any("profile is for CMYK, the output is RGB" in n for n in notes), notes
+        assert read_image(tmp_path / name).icc_profile is None
+    grey = bytearray(cmyk)
+    grey[16:20] = b"GRAY"
+    Image.fromarray(_u8(8, 8)).save(tmp_path / "g.png", icc_profile=bytes(grey))
+    source = read_image(tmp_path / "g.png")
+    assert write_image(tmp_path / "g_out.png", source.pixels, source) == []
+    assert read_image(tmp_path / "g_out.png").icc_profile == bytes(grey)
+    notes = write_image(tmp_path / "g_out.webp", source.pixels, source)  # WebP: grey -> RGB
+    assert any("profile is for GRAY, the output is RGB" in n for n in notes), notes
+
+
+def test_metadata_a_format_cannot_hold_is_dropped_with_a_note(tmp_path: Path) -> None:
+    """EXIF over JPEG's 64 KB marker made Pillow raise (a traceback that stopped a batch);
+    BMP keeps neither EXIF nor a profile. Both now write the pixels and say what was dropped."""
+    exif = Image.Exif()
+    exif[0x010E] = "x" * 70_000  # ImageDescription
+    Image.fromarray(_u8(8, 8, 3)).save(tmp_path / "in.png", exif=exif.tobytes())
+    source = read_image(tmp_path / "in.png")
+    assert source.exif is not None and len(source.exif) > 65_533
+    notes = write_image(tmp_path / "out.jpg", source.pixels, source)
+    assert any("exceeds JPEG's 65,533: dropped" in n for n in notes), notes
+    assert read_image(tmp_path / "out.jpg").pixels.shape == (8, 8, 3)
+    notes = write_image(tmp_path / "out.png", source.pixels, source)  # PNG holds it
+    assert notes == [] and read_image(tmp_path / "out.png").exif == source.exif
+    notes = write_image(tmp_path / "out.bmp", source.pixels, source)
+    assert any("BMP holds no EXIF: dropped" in n for n in notes), notes
+
+
 def _png_bytes(pixels: np.ndarray) -> bytes:
     import io
 
