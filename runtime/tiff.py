@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import logging
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,10 +86,12 @@ def read_tiff(path: Path, max_pixels: int) -> TiffRead:
             pixels = _arrange(data, page, layout)  # reads the colour map: the file stays open
     except UserInputError:
         raise
-    except (tifffile.TiffFileError, OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+    except (tifffile.TiffFileError, OSError, ValueError, zlib.error) as exc:
         raise UserInputError(
             f"{path} is not a readable TIFF (truncated or corrupt?): {first_line(exc)}"
         ) from None
+    except (KeyError, IndexError, TypeError):  # their messages name tifffile's internals
+        raise UserInputError(f"{path} is not a readable TIFF (truncated or corrupt?)") from None
     return TiffRead(pixels, layout.mode, orientation, icc, notes)
 
 

@@ -226,6 +226,20 @@ def test_bad_files_are_one_clear_error(tmp_path: Path, content, message: str) ->
         read_image(path)
 
 
+@pytest.mark.parametrize("damage", ["cut", "flipped"])
+def test_a_damaged_deflate_tiff_is_one_clear_error(tmp_path: Path, damage: str) -> None:
+    """n2nkit writes TIFF with deflate; a cut or corrupted copy made zlib raise a traceback."""
+    write_image(tmp_path / "own.tif", _u8(256, 256, 3))
+    data = bytearray((tmp_path / "own.tif").read_bytes())
+    if damage == "cut":
+        data = data[: len(data) // 2]
+    else:
+        data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)  # zeros inside the stream
+    (tmp_path / "bad.tif").write_bytes(bytes(data))
+    with pytest.raises(UserInputError, match="not a readable TIFF"):
+        read_image(tmp_path / "bad.tif")
+
+
 def test_decompression_bomb_guard_and_its_override(tmp_path: Path) -> None:
     path = tmp_path / "big.png"
     Image.new("RGB", (300, 200)).save(path)
