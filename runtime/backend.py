@@ -20,6 +20,15 @@ from n2nkit.runtime.metadata import ModelMetadata
 BACKENDS = ("ort-cpu", "ort-cuda", "trt")
 
 
+def out_of_memory(shape: tuple[int, ...]) -> str:
+    """What to tell a user whose model ran out of memory on an input of ``shape``."""
+    size = "×".join(map(str, shape))
+    return (
+        f"out of memory running the model on a {size} input: give a smaller tile "
+        "(--tile, or Denoiser.load(tile=...))"
+    )
+
+
 class Backend(ABC):
     """A loaded model on one backend. Use as a context manager, or call :meth:`close`."""
 

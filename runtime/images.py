@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from n2nkit.errors import UserInputError, first_line
+from n2nkit.errors import OutOfMemoryError, UserInputError, first_line
 from n2nkit.runtime import png16, tiff
 
 FORMATS = {
@@ -188,6 +188,17 @@ def read_image(path: Path, max_pixels: int | None = None) -> ImageFile:
     if path.stat().st_size == 0:
         raise UserInputError(f"{path} is empty (0 bytes)")
     limit = default_max_pixels() if max_pixels is None else int(max_pixels)
+    try:
+        loaded, caught = _read(path, limit)
+    except MemoryError:  # a header within --max-pixels but beyond this machine's memory
+        raise OutOfMemoryError(
+            f"out of memory decoding {path}: the image is larger than this machine can hold"
+        ) from None
+    loaded.notes += _warning_notes(caught)
+    return loaded
+
+
+def _read(path: Path, limit: int) -> tuple[ImageFile, list[warnings.WarningMessage]]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if tiff.is_tiff(path):
@@ -202,8 +213,7 @@ def read_image(path: Path, max_pixels: int | None = None) -> ImageFile:
                 loaded.notes[:0] = found.notes
         else:
             loaded = _read_with_pillow(path, limit)
-    loaded.notes += _warning_notes(caught)
-    return loaded
+    return loaded, caught
 
 
 def _read_with_pillow(path: Path, limit: int) -> ImageFile:

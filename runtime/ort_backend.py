@@ -28,10 +28,11 @@ from n2nkit.errors import (
     BackendError,
     MissingDependencyError,
     ModelFormatError,
+    OutOfMemoryError,
     first_line,
     require,
 )
-from n2nkit.runtime.backend import Backend
+from n2nkit.runtime.backend import Backend, out_of_memory
 from n2nkit.runtime.metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
@@ -183,7 +184,29 @@ class OrtBackend(Backend):
                 self.max_batch = batch if self.max_batch is None else min(self.max_batch, batch)
 
     def _infer(self, x: np.ndarray) -> np.ndarray:
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        """One ``session.run``; what onnxruntime raises (its own exception types, which derive
+        from Exception only) becomes one line naming the input's size."""
+        import re
+
+        import onnxruntime as ort
+
+        quiet = ort.RunOptions()
+        quiet.log_severity_level = 4  # the exception below says it; no second, logged line
+        try:
+            return self.session.run([OUTPUT_NAME], {INPUT_NAME: x}, quiet)[0]
+        except MemoryError:
+            raise OutOfMemoryError(out_of_memory(x.shape)) from None
+        except Exception as exc:
+            if not type(exc).__module__.startswith("onnxruntime"):
+                raise
+            reason = first_line(exc)
+            if "failed to allocate" in reason.lower():
+                size = re.search(r"buffer of size (\d+)", reason)
+                detail = f" (a buffer of {int(size[1]) / 2**20:,.0f} MiB)" if size else ""
+                raise OutOfMemoryError(out_of_memory(x.shape) + detail) from None
+            shape = "×".join(map(str, x.shape))
+            name = self.path.name
+            raise ModelFormatError(f"{name} failed on a {shape} input: {reason}") from None
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]

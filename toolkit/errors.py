@@ -39,6 +39,10 @@ class ModelFormatError(UserInputError):
     """A model file (ONNX, engine) whose inputs, outputs or metadata do not fit n2nkit."""
 
 
+class OutOfMemoryError(N2NError):
+    """The machine ran out of memory for the job; the message says what to make smaller."""
+
+
 def first_line(exc: BaseException, with_type: bool = False) -> str:
     """The first line of an exception's message (its type's name when it has none): third-party
     errors often carry pages of detail, and a user gets one line. ``with_type`` prefixes the

@@ -87,6 +87,20 @@ def test_a_model_that_outputs_nan_or_inf_is_an_error_not_a_black_image(
     _cli_refuses(tmp_path, path, "NaN or infinite")
 
 
+def test_a_model_that_fails_at_run_time_is_one_line(tmp_path: Path) -> None:
+    """Its inputs are dynamic, so it loads, but it multiplies by a fixed 64×64 tensor: any
+    other size fails inside onnxruntime (before: a traceback and a logged [E:onnxruntime] line)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(_model(tmp_path / "fixed.onnx")))
+    model.graph.initializer[0].CopyFrom(
+        numpy_helper.from_array(np.ones((1, 3, 64, 64), np.float32), "factor")
+    )
+    onnx.save(model, str(tmp_path / "fixed.onnx"))
+    _cli_refuses(tmp_path, tmp_path / "fixed.onnx", "fixed.onnx failed on a 1×3×40×56 input")
+
+
 def test_a_finite_model_still_works(tmp_path: Path) -> None:
     with Denoiser.load(_model(tmp_path / "half.onnx", factor=0.5), backend="ort-cpu") as d:
         assert np.array_equal(d(np.full((16, 16), 200, np.uint8)), np.full((16, 16), 100))

@@ -48,6 +48,9 @@ def guard(fn: F) -> F:
         except N2NError as exc:
             print_error(exc)
             raise typer.Exit(exc.exit_code) from None
+        except MemoryError:  # where no layer below could name what to make smaller
+            err_console.print("error: out of memory")
+            raise typer.Exit(1) from None
         except Terminated:
             err_console.print("terminated")
             raise typer.Exit(143) from None  # 128 + SIGTERM, as a shell reports it
