@@ -413,15 +413,19 @@ def export_model(
                                       profiles=trt_profiles, timing_cache=timing_cache,
                                       tolerances=tolerances, seed=seed, say=say)  # fmt: skip
             except BaseException:
+                _restore_replaced(out_dir)  # --overwrite replaces only once the export ends
                 if not scan(out_dir):  # no artifacts: the manifest would describe nothing
                     (out_dir / MANIFEST).unlink(missing_ok=True)
                 raise
+            finally:
+                shutil.rmtree(out_dir / REPLACED, ignore_errors=True)  # ended: not needed
     except BaseException:
         if created and not scan(out_dir):
             shutil.rmtree(created, ignore_errors=True)  # a failed export leaves no empty --out
         raise
 
 
+REPLACED = ".n2nkit-replaced"  # the artifacts an --overwrite export replaces, until it ends
 # A killed export's scratch folders and atomic-write temp files (``.<name>.<random>.tmp``) of
 # the files an export writes: only those, so a user's own ``.notes.tmp`` in --out is left alone.
 LEFTOVERS = (
@@ -462,11 +466,12 @@ def fingerprint(model: Any) -> str:
 
 def _claim_folder(out_dir: Path, source: str, print_: str, overwrite: bool) -> None:
     """Make ``out_dir`` this checkpoint's: refuse a folder holding another checkpoint's
-    artifacts (or replace them all with ``overwrite``); clear a killed export's leftovers; write
-    the manifest. Called with the folder's lock held."""
+    artifacts (or replace them all with ``overwrite``, once the export ends); clear a killed
+    export's leftovers; write the manifest. Called with the folder's lock held."""
     from n2nkit.fileio import remove_leftovers
     from n2nkit.runtime.artifacts import artifact_files, read_manifest, write_manifest
 
+    _restore_replaced(out_dir)  # an earlier --overwrite export was killed
     present = artifact_files(out_dir)
     manifest = read_manifest(out_dir)
     same = manifest is not None and manifest.get("fingerprint") == print_
@@ -477,10 +482,27 @@ def _claim_folder(out_dir: Path, source: str, print_: str, overwrite: bool) -> N
             "to replace them all, or choose another folder"
         )
     remove_leftovers(out_dir, LEFTOVERS)
-    if present and not same:
+    if present and not same:  # kept aside until this export ends (_restore_replaced)
+        (out_dir / REPLACED).mkdir()
         for path in present:
-            path.unlink()
+            path.replace(out_dir / REPLACED / path.name)
     write_manifest(out_dir, source, print_)
+
+
+def _restore_replaced(out_dir: Path) -> None:
+    """Put back the artifacts an ``--overwrite`` export set aside, over whatever it published:
+    called when that export fails or is interrupted, and before the next export of a folder
+    whose export was killed. The folder is then as it was before the overwrite."""
+    from n2nkit.runtime.artifacts import artifact_files
+
+    kept = out_dir / REPLACED
+    if not kept.is_dir():
+        return
+    for path in artifact_files(out_dir):
+        path.unlink()
+    for path in kept.iterdir():
+        path.replace(out_dir / path.name)
+    kept.rmdir()
 
 
 def int8_calibrations(name: str) -> tuple[str, ...]:
@@ -515,14 +537,16 @@ def _export_locked(model, metadata, out_dir, int8, fp16, ort, trt, trt_precision
     model = model.eval()
     evalset = verify.build_evalset(metadata, noise, seed)
     torch_run = verify.torch_runner(model)
-    ctx = _Context(
+    torch_outputs = [torch_run(x) for x in evalset.parity]
+    torch_psnr = verify.mean_psnr(torch_run, evalset)
+    ctx = _Context(  # the stage is made last: an interrupt before the try leaves none behind
         out_dir=out_dir,
         stage=Path(tempfile.mkdtemp(prefix=".n2nkit-export-", dir=out_dir)),
         model=model,
         metadata=metadata,
         evalset=evalset,
-        torch_outputs=[torch_run(x) for x in evalset.parity],
-        torch_psnr=verify.mean_psnr(torch_run, evalset),
+        torch_outputs=torch_outputs,
+        torch_psnr=torch_psnr,
         tolerances={**verify.TOLERANCES, **(tolerances or {})},
         noise=noise, seed=seed, opset=opset, reduce_range=reduce_range,
         int8_float_layers=int8_float_layers, int8_calibrations=calibrations,

@@ -131,8 +131,43 @@ def test_overwrite_replaces_every_artifact_and_the_same_checkpoint_adds_to_its_f
     assert all((folder / n).exists() for n in names)
     assert not any((folder / n).exists() for n in killed)  # a killed export's leftovers go
     _claim_folder(folder, "runB/best.pt", "sha256:b", overwrite=True)
-    assert sorted(os.listdir(folder)) == [".notes.tmp", "export.json", "tensorrt.timing.cache"]
+    listing = [".n2nkit-replaced", ".notes.tmp", "export.json", "tensorrt.timing.cache"]
+    assert sorted(os.listdir(folder)) == listing  # runA's set aside until the export ends
+    assert sorted(os.listdir(folder / ".n2nkit-replaced")) == sorted([*names, "export.json"])
     assert read_manifest(folder)["source"] == "runB/best.pt"
+
+
+def test_an_interrupted_overwrite_leaves_the_old_artifacts_in_place(tmp_path, ckpt_a):
+    """`export --overwrite` once deleted the old artifacts first: a Ctrl-C, SIGTERM or failure
+    before the new ones were built left an empty folder. A real export, really terminated."""
+    import signal
+
+    from n2nkit.runtime.artifacts import write_manifest
+
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"runB fp32 model")
+    (folder / "model.int8.onnx").write_bytes(b"runB int8 model")
+    write_manifest(folder, "runB/best.pt", "sha256:" + "b" * 64)
+    before = _digest(folder)
+    export = subprocess.Popen(
+        [sys.executable, "-m", "n2nkit", "export", str(ckpt_a), "-o", str(folder), "--overwrite",
+         "--int8", "--fp16"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not list(folder.glob(".n2nkit-export-*")):  # exporting, past the claim
+            assert export.poll() is None, export.communicate()
+            assert time.monotonic() < deadline, "the export did not start in 120 s"
+            time.sleep(0.05)
+        assert not (folder / "model.int8.onnx").exists()  # runB's set aside meanwhile
+    finally:
+        export.send_signal(signal.SIGTERM)
+        _, err = export.communicate(timeout=120)
+    assert export.returncode == 143 and "Traceback" not in err, err
+    assert _digest(folder) == before
+    assert sorted(os.listdir(folder)) == ["export.json", "model.int8.onnx", "model.onnx"]
 
 
 # ------------------------------------------------------------------ silently different values
