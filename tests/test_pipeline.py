@@ -83,3 +83,49 @@ def test_pipeline_refuses_bad_options_before_training(tmp_path: Path) -> None:
         result = runner.invoke(app, ["pipeline", "--out", str(tmp_path), option, value])
         assert result.exit_code == 2 and option in result.output
     assert not (tmp_path / "runs").exists()
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_fresh_never_empties_a_folder_that_is_not_a_pipeline_s(tmp_path: Path) -> None:
+    """`--out . --fresh` once removed every run `n2nkit train` had put in ./runs, and did so
+    before an unknown --target was refused."""
+    (tmp_path / "runs" / "mine").mkdir(parents=True)
+    (tmp_path / "runs" / "mine" / "best.pt").write_bytes(b"a user's run")
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "thesis.md").write_text("a user's report")
+    before = _tree(tmp_path)
+    result = runner.invoke(app, ["pipeline", "--out", str(tmp_path), "--fresh", "-t", "phone"])
+    assert result.exit_code == 2 and "unknown target" in result.output
+    assert _tree(tmp_path) == before
+    result = runner.invoke(app, ["pipeline", "--out", str(tmp_path), "--fresh", *ARGS])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "runs, report but no pipeline.json" in result.output
+    assert "nothing was removed" in result.output
+    assert _tree(tmp_path) == before
+
+
+def test_a_run_the_pipeline_did_not_start_is_not_trained_over(tmp_path: Path) -> None:
+    """`n2nkit train` writes to runs/<variant>; a pipeline in the same folder (or one whose
+    pipeline.json was lost) would have overwritten that run without --fresh."""
+    (tmp_path / "runs" / "truncated").mkdir(parents=True)
+    (tmp_path / "runs" / "truncated" / "best.pt").write_bytes(b"a user's run")
+    before = _tree(tmp_path)
+    result = runner.invoke(app, ["pipeline", "--out", str(tmp_path), *ARGS])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "holds a training run that pipeline.json does not record" in result.output
+    assert _tree(tmp_path) == before
+
+
+def test_fresh_removes_only_what_a_pipeline_wrote(tmp_path: Path) -> None:
+    from n2nkit.pipeline_state import clear
+
+    for name in ("runs/truncated/best.pt", "artifacts/truncated/model.onnx", "report/r.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "pipeline.json").write_text("{not json")  # unreadable: still the pipeline's
+    (tmp_path / "notes.txt").write_text("the user's")
+    clear(tmp_path)
+    assert _tree(tmp_path) == {"notes.txt": b"the user's"}

@@ -5,7 +5,9 @@ or ``done``. Running the pipeline again skips what is done and resumes what was 
 interrupted training run continues from its ``last.pt``), so the file also records the settings
 the models were trained with (``settings``): a later call with other ones is refused rather
 than measuring the old models under new labels. The file is rewritten atomically after every
-change; an unreadable one counts as empty (the steps are redone, nothing breaks).
+change; an unreadable one counts as empty, and then a run already in ``runs/`` is refused rather
+than trained over (``--fresh`` starts over). ``--fresh`` removes only what a pipeline wrote, and
+only from a folder with a pipeline.json.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ class PipelineState:
         if the folder's runs were trained with other values: their steps would be skipped as
         done and the old models measured as if trained with the new ones."""
         recorded = self.steps.get(SETTINGS)
-        trained = any(step.startswith("train:") for step in self.steps)
+        trained = any(self.path.parent.glob("runs/*/*.pt"))  # what a change would mislabel
         if isinstance(recorded, dict) and trained:
             changed = [k for k, v in settings.items() if k in recorded and recorded[k] != v]
             if changed:
@@ -71,9 +73,35 @@ class PipelineState:
         self.steps[SETTINGS] = {**(recorded if isinstance(recorded, dict) else {}), **settings}
         self._write()
 
+    def check_unclaimed_runs(self, variants: list[str]) -> None:
+        """Refuse a training run in ``OUT/runs/<variant>`` that this file does not record as
+        started: a user's own run (``n2nkit train`` writes to ``runs/<variant>``) or a
+        pipeline's whose pipeline.json was lost. Training would overwrite it."""
+        for variant in variants:
+            run = self.path.parent / "runs" / variant
+            if self.started(f"train:{variant}") or not run.is_dir() or not any(run.iterdir()):
+                continue
+            raise UserInputError(
+                f"{run} holds a training run that {self.path.name} does not record: the "
+                "pipeline would overwrite it; move it away or choose another --out"
+            )
+
 
 def clear(out: Path) -> None:
-    """Remove what earlier pipeline runs wrote into ``out`` (``--fresh``); nothing else."""
+    """Remove what earlier pipeline runs wrote into ``out`` (``--fresh``); nothing else, and
+    nothing from a folder without a pipeline.json: ``runs/`` there may be ``n2nkit train``'s."""
+    out = Path(out)
+    if not out.exists():
+        return
+    if not (out / STATE_NAME).is_file():
+        found = [name for name in OUTPUTS if (out / name).exists()]
+        if found:
+            raise UserInputError(
+                f"--fresh: {out} holds {', '.join(found)} but no {STATE_NAME}, so not a "
+                "pipeline's folder; nothing was removed: remove them yourself or choose "
+                "another --out"
+            )
+        return
     for name in OUTPUTS:
         target = Path(out) / name
         if target.is_dir():

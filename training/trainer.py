@@ -63,6 +63,12 @@ from n2nkit.training.neighbor import (
     trained_noise_range,
 )
 from n2nkit.training.noise import NoiseSpec, parse_noise, quantize
+from n2nkit.training.replaced_run import (
+    METRICS_NAME,
+    drop_set_aside,
+    restore_set_aside,
+    set_aside,
+)
 from n2nkit.training.synthetic import MixedBank, SyntheticBank, palette_from_images
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
@@ -72,7 +78,6 @@ DEFAULT_BUDGET_S = 600.0  # ... inside its 10-minute constraint
 VAL_SEED = 20220601  # the validation crops and their noise never change between runs
 VAL_BATCH = 500
 CHECK_EVERY = 10  # steps between loss reads (each read syncs the GPU)
-METRICS_NAME = "metrics.jsonl"
 MIN_LR_FACTOR = 0.01  # the cosine schedule ends at 1 % of the initial learning rate
 
 
@@ -304,6 +309,12 @@ def settle_config(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | No
                 f"{out} already holds a run; pass --resume to continue it or --overwrite to "
                 "start over"
             )
+        replaced = [(out / name).resolve() for name in (BEST_NAME, LAST_NAME)]
+        if config.overwrite and config.init and Path(config.init).resolve() in replaced:
+            raise UserInputError(
+                f"--init {config.init} is a checkpoint of the run --overwrite replaces; copy it "
+                "out of the folder first, or give another --out"
+            )
         return config, None
     if not (out / LAST_NAME).is_file():
         raise CheckpointError(f"nothing to resume: {out / LAST_NAME} does not exist")
@@ -504,9 +515,8 @@ def _setup(config: TrainConfig) -> _Run:
             reconcile_metrics(run_dir / METRICS_NAME, run.start_epoch, run.history)
         if dist.enabled:  # last.pt holds rank 0's stream only: every rank a fresh, seeded one
             gen.manual_seed(config.seed + dist.rank + 7919 * (run.start_epoch + 1))
-    elif dist.is_main:
-        for name in (BEST_NAME, LAST_NAME, METRICS_NAME):
-            (run_dir / name).unlink(missing_ok=True)  # --overwrite: no stale files
+    elif dist.is_main:  # --overwrite: the old run is set aside until this one ends an epoch
+        set_aside(run_dir)
     if config.qat:
         _simulate_int8(run)
     # DDP broadcasts rank 0's weights here, and the construction waits for every rank.
@@ -559,8 +569,10 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
     try:
         with runlock.hold(out, "train"):
             remove_leftovers(out, LEFTOVERS)  # a killed run's temp files (we hold the lock)
+            restore_set_aside(out)  # a killed --overwrite run that ended no epoch
             return _train_locked(config, progress)
     except BaseException:
+        restore_set_aside(out)  # ended no epoch: the run it was to replace comes back
         if created and not (out / LAST_NAME).exists() and not (out / BEST_NAME).exists():
             shutil.rmtree(created, ignore_errors=True)  # nothing of value: leave no empty --out
         raise
@@ -583,6 +595,8 @@ def _train_locked(config: TrainConfig, progress: bool) -> TrainResult:
                 stats["replica_spread"] = distributed.replica_spread(run.dist, run.model,
                                                                      run.device)  # fmt: skip
                 val_psnr = _end_of_epoch(run, epoch, stats) if main else math.nan
+                if main:
+                    drop_set_aside(run.run_dir)  # this run has an epoch: the old one goes
                 distributed.barrier(run.dist)  # the others wait for rank 0's checkpoints
                 description = f"{run.config.variant} ep {epoch}"
                 bar.update(task, psnr=f"{val_psnr:.2f}", description=description)

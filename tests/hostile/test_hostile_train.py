@@ -192,3 +192,55 @@ def test_a_resume_reports_the_variant_it_trained_not_the_default(tmp_path):
                                   "--no-progress"])  # fmt: skip
     assert resumed.exit_code == 0, resumed.output
     assert "truncated: val PSNR" in resumed.output and "n2n: val PSNR" not in resumed.output
+
+
+def _old_run(folder: Path) -> dict[str, bytes]:
+    """A previous run's files (their content is never read by --overwrite)."""
+    folder.mkdir(parents=True)
+    files = {"best.pt": b"old best", "last.pt": b"old last", "metrics.jsonl": b'{"epoch": 1}\n'}
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    return files
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+
+def test_an_overwrite_interrupted_before_its_first_epoch_loses_nothing(tmp_path):
+    """--overwrite deleted the old best.pt, last.pt and metrics.jsonl while setting up: a
+    SIGTERM (or Ctrl-C, or an error) before the new run's first epoch left neither run."""
+    run = tmp_path / "run"
+    before = _old_run(run)
+    a = _n2nkit(
+        "train", "--out", str(run), "--overwrite", "--epochs", "1", *TINY, "--epoch-size", "1000000"
+    )  # fmt: skip  (TINY's 8 overridden: a long epoch)
+    try:
+        deadline = time.monotonic() + 120
+        while not (run / ".n2nkit-replaced").exists():  # set up, training its first epoch
+            assert a.poll() is None, a.communicate()
+            assert time.monotonic() < deadline, "the run did not start in 120 s"
+            time.sleep(0.05)
+    finally:
+        a.send_signal(signal.SIGTERM)
+        _, err = a.communicate(timeout=60)
+    assert a.returncode == 143 and "Traceback" not in err, err
+    assert _files(run) == before and not (run / ".n2nkit-replaced").exists()
+
+    # Once the new run ends an epoch, the old one is gone for good.
+    done = runner.invoke(app, ["train", "--out", str(run), "--overwrite", "--epochs", "1", *TINY])
+    assert done.exit_code == 0, done.output
+    assert not (run / ".n2nkit-replaced").exists()
+    assert _files(run)["best.pt"] != before["best.pt"]
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_overwrite_refuses_an_init_from_the_run_it_replaces(tmp_path):
+    run = tmp_path / "run"
+    before = _old_run(run)
+    for name in ("best.pt", "last.pt"):
+        args = ["train", "--out", str(run), "--overwrite", "--init", str(run / name), *TINY]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert "a checkpoint of the run --overwrite replaces" in result.output
+    assert _files(run) == before

@@ -96,6 +96,7 @@ def pipeline(
     from n2nkit.training.config import TrainConfig, parse_duration
     from n2nkit.training.models import parse_variants
     from n2nkit.training.recipes import recipe_settings, training_device_type
+    from n2nkit.training.trainer import resolve_device
 
     names = parse_variants(variants, "--variants")
     budget_s = parse_duration(budget)
@@ -105,11 +106,8 @@ def pipeline(
         raise UserInputError("--compare-budget must be a number >= 0 and --compare-runs >= 1")
     check_out_dir(out)
     require_export_packages()  # the export step's packages, before minutes of training
-    if fresh and out.exists():
-        clear(out)
-    make_out_dir(out)
     targets = select_targets(target)  # an unknown target fails now, not after training
-    state = PipelineState(out)
+    resolve_device(device)  # a missing GPU too, before the folder is touched
     settings = recipe_settings(
         recipe, training_device_type(device), residual=residual, batch_size=batch_size
     )
@@ -120,6 +118,11 @@ def pipeline(
                           **settings).validate()
         for name in names
     }  # fmt: skip
+    if fresh:
+        clear(out)  # only a pipeline's own folder (pipeline.json), only what it wrote
+    make_out_dir(out)
+    state = PipelineState(out)
+    state.check_unclaimed_runs(names)
     state.claim({"noise": noise, "recipe": recipe, "residual": residual, "batch_size": batch_size})
 
     _train_step(state, configs)
