@@ -115,6 +115,17 @@ def test_resume_continues_from_the_saved_epoch(tmp_path: Path) -> None:
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
 
 
+def test_resume_with_only_more_time_keeps_the_planned_epochs(tmp_path: Path) -> None:
+    """A run planned for 2 epochs, stopped by its budget after 1: `--resume --budget 60s` once
+    dropped the plan and trained up to the default 25 epochs (or 60 s)."""
+    out = tmp_path / "run"
+    first = train(TrainConfig(variant="truncated", epochs=2, budget_s=1e-3, out=out, **TINY),
+                  progress=False)  # fmt: skip
+    assert first.epochs_completed == 1 and first.stopped_by == "budget"
+    resumed = train(TrainConfig(out=out, resume=True, budget_s=60.0), progress=False)
+    assert resumed.epochs_completed == 2 and resumed.stopped_by == "epochs"
+
+
 def test_resume_without_a_run(tmp_path: Path) -> None:
     with pytest.raises(UserInputError, match="nothing to resume"):
         train(TrainConfig(out=tmp_path / "none", resume=True), progress=False)

@@ -327,8 +327,10 @@ def settle_config(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | No
     saved.num_threads = config.num_threads
     saved.precision = config.precision
     saved.resume = True
-    if config.epochs is not None or config.budget_s is not None:
+    if config.epochs is not None:  # a new length: this call's budget (None: no cap) with it
         saved.epochs, saved.budget_s = config.epochs, config.budget_s
+    elif config.budget_s is not None:  # more time for the same plan: the saved total stays
+        saved.budget_s = config.budget_s
     return saved.validate(), ckpt
 
 
