@@ -380,9 +380,11 @@ def export_model(
 ) -> list[ArtifactResult]:
     """Export an in-memory model (eval mode, CPU); see :func:`export_checkpoint`."""
     from n2nkit.export.onnx_export import check_opset
+    from n2nkit.training.config import check_seed
 
     say = progress or (lambda _message: None)
     check_opset(opset)
+    check_seed(seed)
     unknown = [p for p in trt_precisions if p not in PRECISIONS]
     if unknown:
         raise UserInputError(f"unknown TensorRT precision {unknown[0]!r}; choose {PRECISIONS}")

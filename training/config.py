@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
@@ -134,12 +135,13 @@ class TrainConfig:
             "val_size": self.val_size,
         }
         for name, value in positive.items():
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserInputError(f"{name} must be a positive whole number, got {value!r}")
         if self.epochs is not None and self.epochs < 1:
             raise UserInputError(f"epochs must be at least 1, got {self.epochs}")
-        if self.budget_s is not None and not self.budget_s > 0:
-            raise UserInputError(f"budget must be positive, got {self.budget_s}s")
+        if self.budget_s is not None and not 0 < self.budget_s < math.inf:
+            raise UserInputError(f"budget must be a positive, finite time, got {self.budget_s}s")
+        check_seed(self.seed)
         if not self.lr > 0 or not 0 < self.lr_gamma <= 1:
             raise UserInputError(
                 f"lr must be > 0 and lr_gamma in (0, 1], got {self.lr}, {self.lr_gamma}"
@@ -186,13 +188,27 @@ class TrainConfig:
         return cls(**kw)
 
 
+MAX_SEED = 2**32 - 1  # numpy's and torch's generators take it, and seed + offsets stays in range
+
+
+def check_seed(seed: object, option: str = "--seed") -> None:
+    """Refuse a seed the random generators would reject with a traceback (negative, huge)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise UserInputError(f"{option} must be a whole number from 0 to {MAX_SEED}, got {seed}")
+
+
 def parse_duration(text: str) -> float:
-    """``"10m"``, ``"90s"``, ``"1h"``, ``"1h30m"`` or plain seconds -> seconds."""
+    """``"10m"``, ``"90s"``, ``"1h"``, ``"1h30m"`` or plain seconds -> seconds (finite: a run
+    with an infinite budget would never stop)."""
     s = text.strip().lower()
     try:
-        return float(s)
+        seconds = float(s)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):
+            raise UserInputError(f"cannot read duration {text!r}: give a finite time, e.g. 10m")
+        return seconds
     parts = re.fullmatch(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?", s)
     if not s or parts is None or not any(parts.groups()):
         raise UserInputError(f"cannot read duration {text!r}: write e.g. 90s, 10m, 1h or 1h30m")

@@ -252,3 +252,13 @@ def test_denoise_format_that_contradicts_the_output_file_is_refused(tmp_path):
     assert not (tmp_path / "out.png").exists()
     args[-1] = "png"  # agrees with the file's extension: fine
     assert runner.invoke(app, [*args, "--backend", "ort-cpu"]).exit_code == 0
+
+
+def test_an_out_of_range_export_seed_is_refused(tmp_path, ckpt_a):
+    for seed in ("-1", str(2**64)):
+        result = runner.invoke(
+            app, ["export", str(ckpt_a), "-o", str(tmp_path / "o"), "--seed", seed]
+        )
+        line = _one_line_error(result)
+        assert "--seed must be a whole number" in line
+        assert not (tmp_path / "o").exists()

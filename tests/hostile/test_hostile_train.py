@@ -244,3 +244,22 @@ def test_overwrite_refuses_an_init_from_the_run_it_replaces(tmp_path):
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
         assert "a checkpoint of the run --overwrite replaces" in result.output
     assert _files(run) == before
+
+
+def test_infinite_budgets_and_out_of_range_seeds_are_refused(tmp_path):
+    """--budget inf trained forever; --seed -1 or 2**64 ended in numpy's or torch's traceback."""
+    cases = [
+        (["--budget", "inf"], "give a finite time"),
+        (["--budget", "1e400"], "give a finite time"),
+        (["--budget", "nan"], "give a finite time"),
+        (["--seed", "-1"], "--seed must be a whole number from 0 to 4294967295"),
+        (["--seed", str(2**64)], "--seed must be a whole number from 0 to 4294967295"),
+    ]
+    for flags, fragment in cases:
+        args = ["train", "--out", str(tmp_path / "r"), "--epochs", "1", *flags, *TINY]
+        result = runner.invoke(app, args)  # (--epochs 1: a regression ends instead of hanging)
+        assert result.exit_code == 2 and fragment in result.output, (flags, result.output)
+        assert "Traceback" not in result.output and not (tmp_path / "r").exists()
+    result = runner.invoke(app, ["pipeline", "--out", str(tmp_path / "p"), "--budget", "inf"])
+    assert result.exit_code == 2 and "give a finite time" in result.output
+    assert not (tmp_path / "p").exists()
