@@ -18,10 +18,11 @@ needed to rebuild the network from the file alone (see :data:`REQUIRED_KEYS`)::
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
-from n2nkit.errors import CheckpointError, first_line
+from n2nkit.errors import CheckpointError, UserInputError, first_line
 from n2nkit.fileio import atomic_write
 from n2nkit.training.torchfile import load_weights_only
 
@@ -181,8 +182,67 @@ def validate_checkpoint(ckpt: Any, path: Path | str = "checkpoint") -> None:
         raise CheckpointError(f"{path} has a malformed state_dict")
     _check_model_and_weights(model, state, path)
     _check_finite(ckpt, path)
-    if not isinstance(ckpt["config"], dict) or not isinstance(ckpt["epoch"], int):
+    if not isinstance(ckpt["config"], dict) or not _whole(ckpt["epoch"]) or ckpt["epoch"] < 0:
         raise CheckpointError(f"{path} has a malformed config or epoch")
+    _check_config(ckpt["config"], model["variant"], path)
+    _check_record(ckpt, path)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_config(config: dict[str, Any], variant: str, path) -> None:
+    """The saved training config must be one ``train --resume`` can run: the checks of
+    :meth:`TrainConfig.validate` that do not depend on this machine (threads, device are the
+    resuming call's), plus the types a hand edit could break."""
+    import dataclasses
+
+    from n2nkit.training.config import TrainConfig
+
+    if config.get("variant") != variant:
+        raise CheckpointError(
+            f"{path}: its config says variant {config.get('variant')!r} but its weights are "
+            f"{variant!r}"
+        )
+    try:
+        saved = TrainConfig.from_dict(config)
+        if not isinstance(saved.data, str) or not isinstance(saved.variant_kwargs, dict):
+            raise TypeError("data must be text and variant_kwargs a mapping")
+        if not all(_number(v) for v in (saved.lr, saved.lr_gamma, *saved.betas)):
+            raise TypeError("lr, lr_gamma and betas must be numbers")
+        dataclasses.replace(saved, num_threads=None, device="cpu", resume=True).validate()
+    except (UserInputError, TypeError, ValueError) as exc:
+        reason = first_line(exc)
+        raise CheckpointError(f"{path} has an unusable training config: {reason}") from None
+
+
+def _check_record(ckpt: dict[str, Any], path) -> None:
+    """The run's bookkeeping a resume or an export reads: numbers where numbers belong."""
+    elapsed = ckpt.get("elapsed_s", 0.0)
+    best = ckpt.get("best_val_psnr", 0.0)
+    history = ckpt.get("history", [])
+    noise_range = ckpt.get("noise_range")
+    problems = []
+    if not _number(elapsed) or not 0 <= elapsed < math.inf:
+        problems.append(f"elapsed_s {elapsed!r}")
+    if not _number(best) or math.isnan(best):
+        problems.append(f"best_val_psnr {best!r}")
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        problems.append("history")
+    if noise_range is not None and not (
+        isinstance(noise_range, list | tuple)
+        and len(noise_range) == 2
+        and all(_number(v) and math.isfinite(v) for v in noise_range)
+        and 0 <= noise_range[0] <= noise_range[1]
+    ):
+        problems.append(f"noise_range {noise_range!r}")
+    if problems:
+        raise CheckpointError(f"{path} has malformed {', '.join(problems)}")
 
 
 def _check_model_and_weights(model: dict[str, Any], state: dict[str, Any], path) -> None:

@@ -117,6 +117,26 @@ CASES = {
     ),
     "kwargs-not-a-dict": (_edit(lambda p: p["model"].update(kwargs=[1, 2])), "model kwargs"),
     "misshapen-weights": (_edit(_misshapen), "do not fit"),
+    # Hand edits of the run's record (each a traceback in resume or export before).
+    "config-of-another-variant": (
+        _edit(lambda p: p["config"].update(variant="n2n")),
+        "its config says variant 'n2n' but its weights are 'truncated'",
+    ),
+    "text-lr": (_edit(lambda p: p["config"].update(lr="0.001")), "unusable training config"),
+    "betas-not-a-pair": (_edit(lambda p: p["config"].update(betas=5)), "unusable training config"),
+    "no-data": (_edit(lambda p: p["config"].update(data=None)), "unusable training config"),
+    "bool-crop": (_edit(lambda p: p["config"].update(crop=True)), "unusable training config"),
+    "text-elapsed": (_edit(lambda p: p.update(elapsed_s="x")), "malformed elapsed_s 'x'"),
+    "text-best": (_edit(lambda p: p.update(best_val_psnr="x")), "malformed best_val_psnr"),
+    "history-not-a-list": (_edit(lambda p: p.update(history=5)), "malformed history"),
+    "nan-noise-range": (
+        _edit(lambda p: p.update(noise_range=[float("nan"), 5.0])),
+        "malformed noise_range",
+    ),
+    "three-noise-range": (
+        _edit(lambda p: p.update(noise_range=[1, 2, 3])),
+        "malformed noise_range",
+    ),
 }
 
 
@@ -173,8 +193,10 @@ def test_export_refuses_a_bad_checkpoint_in_one_line(run: Path, tmp_path: Path, 
 
 
 @pytest.mark.parametrize(
-    "case", ["damaged-bytes", "nan-weights", "string-version", "unknown-kwarg", "random-bytes"]
-)
+    "case",
+    ["damaged-bytes", "nan-weights", "string-version", "unknown-kwarg", "random-bytes",
+     "config-of-another-variant", "text-lr", "text-elapsed", "history-not-a-list"],
+)  # fmt: skip
 def test_resume_refuses_a_bad_last_checkpoint_in_one_line(run: Path, case: str) -> None:
     make, fragment = CASES[case]
     make(run / "last.pt", _payload(run))
