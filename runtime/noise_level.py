@@ -116,7 +116,7 @@ def estimate_sigma(image: np.ndarray) -> float:
     else:
         low, high = 0.0, 1.0
     x = _sample(x)
-    channels = min(x.shape[2], 3)  # an alpha channel carries no noise
+    channels = 1 if x.shape[2] in (1, 2) else 3  # grey (+ alpha) or RGB(A): alpha is no noise
     return float(np.median([estimate_plane(x[:, :, k], low, high, step) for k in range(channels)]))
 
 

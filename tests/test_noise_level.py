@@ -41,6 +41,17 @@ def test_estimate_is_on_the_0_255_scale_whatever_the_dtype() -> None:
     assert as_16 == pytest.approx(estimate_sigma_255(noisy), rel=0.05)
 
 
+def test_alpha_is_never_read_as_a_colour_channel() -> None:
+    """Grey + alpha was estimated as the median of the grey plane's σ and the flat alpha's 0:
+    half the noise, so `denoise` missed its out-of-range note."""
+    rgb = _noisy(_photo()[:256, :256], 30)
+    grey = rgb[..., 1]
+    opaque = np.full_like(grey, 255)
+    assert estimate_sigma(np.dstack([grey, opaque])) == estimate_sigma(grey)
+    assert estimate_sigma(np.dstack([rgb, opaque])) == estimate_sigma(rgb)
+    assert estimate_sigma(grey) > 25
+
+
 def test_trained_range_reads_metadata_then_a_gaussian_spec() -> None:
     assert parse_sigma_range("20-31.5") == (20.0, 31.5)
     assert parse_sigma_range("", "gaussian:0-50") == (0.0, 50.0)

@@ -121,6 +121,10 @@ class TrainConfig:
             )
         if self.pairs is not None and self.pairs not in PAIRINGS:
             raise UnknownNameError("pairing", self.pairs, PAIRINGS)
+        if self.resume and self.overwrite:
+            raise UserInputError(
+                "--resume continues the run in --out and --overwrite replaces it: give one"
+            )
         if self.qat and not (self.init or self.resume):
             raise UserInputError(
                 "--qat fine-tunes a trained model through simulated INT8: give --init CHECKPOINT"

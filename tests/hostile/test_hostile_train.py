@@ -166,6 +166,7 @@ def test_options_that_would_change_nothing_or_break_the_data_are_refused(tmp_pat
     cases = [
         (["--lr-step", "1"], "--lr-step sets the step schedule's period"),
         (["--noise", "poisson:1e30"], "must be >= 0.001 and <= 1000000"),
+        (["--resume", "--overwrite"], "--overwrite replaces it: give one"),  # one was ignored
     ]
     for flags, fragment in cases:
         tiny = ["--epochs", "1", "--epoch-size", "8", "--batch-size", "4", "--val-size", "4"]
