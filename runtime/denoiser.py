@@ -18,6 +18,7 @@ is a clear error.
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,20 @@ def _start(name: str, file: Path, threads: int | None) -> Backend:
     return OrtBackend(file, device=name.removeprefix("ort-"), threads=threads)
 
 
+def check_threads(threads: object) -> None:
+    """None (all cores) or a whole number from 1 to 4 per CPU: onnxruntime hangs when it
+    cannot create thousands, and a pybind TypeError is all it says to a float or a string."""
+    from n2nkit.sysinfo import max_threads
+
+    if threads is None:
+        return
+    most = max_threads()
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise UserInputError(f"threads must be a whole number, got {threads!r}")
+    if not 1 <= threads <= most:
+        raise UserInputError(f"threads must be from 1 to {most} (4 per CPU here), got {threads}")
+
+
 class Denoiser:
     """A loaded model plus the padding and tiling that let it take any image."""
 
@@ -144,6 +159,8 @@ class Denoiser:
         notes: list[str] | None = None,
         ensemble: bool = False,
     ) -> None:
+        if not isinstance(ensemble, bool | np.bool_):  # "no" is truthy: 8× the time, unasked
+            raise UserInputError(f"ensemble must be True or False, got {ensemble!r}")
         self.ensemble = bool(ensemble)
         self._backend = EnsembleBackend(backend) if ensemble else backend
         self._closed = False
@@ -193,8 +210,7 @@ class Denoiser:
         when the backend's package is missing, :class:`~n2nkit.errors.ModelFormatError` for a
         model that does not fit the runtime.
         """
-        if threads is not None and threads < 1:
-            raise UserInputError(f"threads must be at least 1, got {threads}")
+        check_threads(threads)
         path = resolve_model_path(model)
         opened, notes = open_backend(path, backend, threads)
         try:

@@ -38,6 +38,12 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+def max_threads() -> int:
+    """The most CPU threads a run may ask for (4 per CPU): torch hangs or crashes setting
+    thousands, and onnxruntime hangs when it cannot create them."""
+    return 4 * (os.cpu_count() or 1)
+
+
 def usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from n2nkit.errors import UnknownNameError, UserInputError
+from n2nkit.sysinfo import max_threads
 
 SUPERVISIONS = ("noisy", "clean")  # Noise2Noise | Noise2Clean
 LOSSES = ("mse", "l1")
@@ -19,13 +20,6 @@ SCHEDULES = ("step", "cosine")
 PAIRINGS = ("synthetic", "files", "neighbor")
 # Share of synthetic dead-leaves crops mixed into --data builtin (see docs/models.md, "Data").
 DEFAULT_SYNTHETIC_FRACTION = 0.6
-
-
-def max_threads() -> int:
-    """The most CPU threads a run may ask for: torch hangs or crashes setting thousands."""
-    import os
-
-    return 4 * (os.cpu_count() or 1)
 
 
 @dataclass

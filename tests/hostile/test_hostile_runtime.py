@@ -238,3 +238,28 @@ def test_the_api_refuses_bad_input_with_one_clear_error(tmp_path: Path) -> None:
             d.denoise_planes(np.full((1, 3, 8, 8), np.nan, np.float32))
     with pytest.raises(UserInputError, match="tile must be a whole number"):
         Denoiser.load(_model(tmp_path / "h2.onnx", factor=0.5), tile=float("nan"))
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"threads": "2"}, "threads must be a whole number"),
+        ({"threads": float("nan")}, "threads must be a whole number"),
+        ({"threads": 0}, "threads must be from 1 to"),
+        ({"threads": 2**31}, "threads must be from 1 to"),  # a pybind TypeError, or a hang
+        ({"ensemble": "no"}, "ensemble must be True or False"),  # truthy: 8× the time
+    ],
+)
+def test_load_options_of_the_wrong_kind_are_refused(options: dict, fragment: str) -> None:
+    with pytest.raises(UserInputError, match=fragment):
+        Denoiser.load(backend="ort-cpu", **options)
+
+
+def test_denoise_refuses_more_threads_than_the_machine_can_take(tmp_path: Path) -> None:
+    import os
+
+    source, target = _photo(tmp_path), tmp_path / "out.png"
+    too_many = str(4 * (os.cpu_count() or 1) + 1)
+    result = runner.invoke(app, ["denoise", str(source), str(target), "--threads", too_many])
+    assert result.exit_code == 2 and "threads must be from 1 to" in result.output
+    assert not target.exists()
