@@ -339,25 +339,35 @@ def _metadata_to_keep(
     return icc, exif, notes
 
 
-def _write_file(path: Path, write) -> None:
+def _write_file(path: Path, write, overwrite: bool = True) -> None:
     """Atomic write; a destination the system refuses (read-only, /proc, full disk) or data the
-    encoder refuses is one line."""
+    encoder refuses is one line, as is a file that appeared at ``path`` unless ``overwrite``."""
     from n2nkit.fileio import atomic_write
 
     try:
-        atomic_write(path, write, suffix=path.suffix)
+        atomic_write(path, write, suffix=path.suffix, replace=overwrite)
+    except FileExistsError:
+        raise UserInputError(
+            f"{path} appeared while n2nkit was writing it (another process?): kept as it is; "
+            "pass --overwrite to replace it"
+        ) from None
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or first_line(exc)
         raise UserInputError(f"cannot write {path}: {reason}") from None
 
 
 def write_image(
-    path: Path, pixels: np.ndarray, source: ImageFile | None = None, quality: int = 95
+    path: Path,
+    pixels: np.ndarray,
+    source: ImageFile | None = None,
+    quality: int = 95,
+    overwrite: bool = True,
 ) -> list[str]:
     """Write ``pixels`` to ``path`` atomically in the format its extension names.
 
     ``source`` passes on the ICC profile and EXIF of the file the pixels came from. Returns
-    notes on what the format could not hold.
+    notes on what the format could not hold. ``overwrite=False`` refuses to replace a file at
+    ``path``, even one that appears while the image is encoded.
     """
     from PIL import Image
 
@@ -372,11 +382,11 @@ def write_image(
     if fmt == "TIFF":
         if exif:
             notes.append("TIFF output: the source's EXIF is not carried")
-        _write_file(path, lambda f: tiff.write_tiff(f, pixels, icc))
+        _write_file(path, lambda f: tiff.write_tiff(f, pixels, icc), overwrite)
         return notes
     if fmt == "PNG" and pixels.dtype == np.uint16:
         data = png16.encode_png16(pixels, icc, exif)
-        _write_file(path, lambda f: f.write(data))
+        _write_file(path, lambda f: f.write(data), overwrite)
         return notes
     image = Image.fromarray(pixels)
     options: dict = {}
@@ -386,7 +396,7 @@ def write_image(
         options["exif"] = exif
     if fmt in ("JPEG", "WEBP"):
         options["quality"] = quality
-    _write_file(path, lambda f: image.save(f, format=fmt, **options))
+    _write_file(path, lambda f: image.save(f, format=fmt, **options), overwrite)
     return notes
 
 

@@ -126,6 +126,39 @@ def test_existing_output_needs_overwrite(tmp_path: Path) -> None:
     assert read_image(tmp_path / "out.png").pixels.shape == (*ODD, 3)
 
 
+def test_a_file_that_appears_at_the_output_while_writing_is_kept(tmp_path: Path) -> None:
+    """The existence check runs before the work; another process may create the file while
+    the image is denoised and encoded. Without --overwrite it is kept, not replaced."""
+    from n2nkit.errors import UserInputError
+    from n2nkit.fileio import atomic_write
+
+    target = tmp_path / "out.png"
+
+    def racing_writer(f) -> None:
+        target.write_bytes(b"another process's file")  # appears mid-write
+        f.write(b"ours")
+
+    with pytest.raises(FileExistsError):
+        atomic_write(target, racing_writer, replace=False)
+    assert target.read_bytes() == b"another process's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]  # no temp file left
+    with pytest.raises(UserInputError, match="appeared while n2nkit was writing it"):
+        write_image(target, _noisy((*ODD, 3)), overwrite=False)
+    assert target.read_bytes() == b"another process's file"
+    write_image(target, _noisy((*ODD, 3)))  # the library's default replaces
+    assert read_image(target).pixels.shape == (*ODD, 3)
+
+
+def test_a_batch_that_writes_nothing_leaves_no_output_folder(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    (src / "broken2.png").write_bytes(b"\x89PNG\r\n\x1a\n broken too")
+    result = _invoke(str(src), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2 and "2 of 2 image(s)" in result.output
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_input_is_never_the_output(tmp_path: Path) -> None:
     write_image(tmp_path / "in.png", _noisy((*ODD, 3)))
     before = _digest(tmp_path / "in.png")

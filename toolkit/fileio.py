@@ -19,11 +19,14 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], *, suffix: str = ".tmp") -> Path:
+def atomic_write(
+    path: Path, write: Callable[[IO[bytes]], Any], *, suffix: str = ".tmp", replace: bool = True
+) -> Path:
     """Call ``write(binary_file)`` on a temp file beside ``path``, then rename it into place.
 
     ``suffix`` lets writers that pick a format from the file name (Pillow, matplotlib) see the
-    right extension on the temporary file.
+    right extension on the temporary file. ``replace=False`` never replaces a file that
+    appeared at ``path`` meanwhile (another process): :class:`FileExistsError` instead.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -34,11 +37,30 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], Any], *, suffix: str =
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
+        if replace:
+            os.replace(tmp, path)
+        else:
+            _move_no_clobber(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _move_no_clobber(tmp: str, path: Path) -> None:
+    """Rename ``tmp`` to ``path`` unless ``path`` exists. A hard link is the atomic test and
+    rename in one (it fails on an existing name); file systems without hard links (FAT, some
+    network mounts) get a check just before the rename."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # no hard links here
+        if os.path.lexists(path):
+            raise FileExistsError(17, "File exists", str(path)) from None
+        os.replace(tmp, path)
+    else:
+        os.unlink(tmp)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:

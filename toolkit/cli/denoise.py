@@ -197,17 +197,28 @@ def denoise(
         + (", quality mode (8-fold self-ensemble)" if ensemble else ""),
         highlight=False,
     )
+    folder = jobs[0].target.parent
+    created = to_folder and not folder.exists()
     if to_folder:
-        jobs[0].target.parent.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True, exist_ok=True)
     try:
-        failed = _run(jobs, denoiser, quality, max_pixels, progress=len(jobs) > 1)
+        failed = _run(jobs, denoiser, quality, max_pixels, overwrite, progress=len(jobs) > 1)
     finally:
         denoiser.close()  # a TensorRT backend frees its device memory here
+        if created and not any(folder.iterdir()):  # nothing written: leave no empty -o
+            folder.rmdir()
     if failed:
         raise UserInputError(f"{failed} of {len(jobs)} image(s) could not be denoised")
 
 
-def _run(jobs: list[Job], denoiser, quality: int, max_pixels: int | None, progress: bool) -> int:
+def _run(
+    jobs: list[Job],
+    denoiser,
+    quality: int,
+    max_pixels: int | None,
+    overwrite: bool,
+    progress: bool,
+) -> int:
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -233,7 +244,9 @@ def _run(jobs: list[Job], denoiser, quality: int, max_pixels: int | None, progre
                 check_output_size(job.target, *image.pixels.shape[:2])
                 clean = denoiser(image.pixels)
                 notes = noise_notes(job.source.name, image.pixels, denoiser)
-                notes += image.notes + write_image(job.target, clean, image, quality=quality)
+                notes += image.notes + write_image(
+                    job.target, clean, image, quality=quality, overwrite=overwrite
+                )
             except N2NError as exc:
                 if not progress:
                     raise
