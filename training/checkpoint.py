@@ -204,13 +204,13 @@ def _check_config(config: dict[str, Any], variant: str, path) -> None:
 
     from n2nkit.training.config import TrainConfig
 
-    if config.get("variant") != variant:
+    if config.get("variant", variant) != variant:  # absent: the weights' (a minimal config)
         raise CheckpointError(
             f"{path}: its config says variant {config.get('variant')!r} but its weights are "
             f"{variant!r}"
         )
     try:
-        saved = TrainConfig.from_dict(config)
+        saved = TrainConfig.from_dict({"variant": variant, **config})
         if not isinstance(saved.data, str) or not isinstance(saved.variant_kwargs, dict):
             raise TypeError("data must be text and variant_kwargs a mapping")
         if not all(_number(v) for v in (saved.lr, saved.lr_gamma, *saved.betas)):
