@@ -90,3 +90,20 @@ def test_every_command_reports_a_user_error_in_one_line(command: str) -> None:
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+
+
+@pytest.mark.parametrize("command", [["models"], ["train", "--epochs", "1", "--out", "{tmp}/r"]])
+def test_a_missing_optional_package_is_one_line_naming_the_extra(command, tmp_path) -> None:
+    """`pip install 'n2nkit[cpu]'` has no torch: `n2nkit models` and `train` gave a traceback."""
+    args = [a.format(tmp=tmp_path) for a in command]
+    code = (
+        "import sys; sys.modules['torch'] = None; "  # as if torch were not installed
+        f"sys.argv = ['n2nkit', *{args!r}]; from n2nkit.cli import main; main()"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: torch is not available: pip install 'n2nkit[training]'"
+    ]
+    assert not (tmp_path / "r").exists()

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from n2nkit.errors import N2NError
+from n2nkit.errors import MissingDependencyError, N2NError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -34,6 +34,17 @@ class Terminated(KeyboardInterrupt):
     on Ctrl-C (training's last.pt, an export's clean-up) runs for it too."""
 
 
+# Import name -> the pip extra that installs it (pyproject.toml's optional dependencies).
+OPTIONAL_PACKAGES = {
+    "torch": "training",
+    "onnx": "training",
+    "onnxscript": "training",
+    "skimage": "training",
+    "sklearn": "training",
+    "onnxruntime": "cpu",
+}
+
+
 def guard(fn: F) -> F:
     """Turn an :class:`N2NError` into one line on stderr and its exit code (no traceback).
 
@@ -48,6 +59,12 @@ def guard(fn: F) -> F:
         except N2NError as exc:
             print_error(exc)
             raise typer.Exit(exc.exit_code) from None
+        except ModuleNotFoundError as exc:  # an optional package no layer below required
+            extra = OPTIONAL_PACKAGES.get((exc.name or "").partition(".")[0])
+            if extra is None:
+                raise
+            print_error(MissingDependencyError(exc.name, f"pip install 'n2nkit[{extra}]'"))
+            raise typer.Exit(MissingDependencyError.exit_code) from None
         except MemoryError:  # where no layer below could name what to make smaller
             err_console.print("error: out of memory")
             raise typer.Exit(1) from None
