@@ -12,13 +12,16 @@ by reflection to the model's size multiple and cropped back; an image whose side
 ``tile`` is processed in overlapping tiles blended together (see :mod:`.tiling`), read from
 and written into the caller's array one band of tiles at a time (see :mod:`.streaming`), so
 memory beyond the input and output stays bounded by the tile size. A ``Denoiser`` keeps no
-per-call state: calling it from several threads is safe; after :meth:`Denoiser.close` a call
-is a clear error.
+per-call state: calling it from several threads is safe; :meth:`Denoiser.close` waits for
+the calls in progress, and a call after it is a clear error.
 """
 
 from __future__ import annotations
 
 import numbers
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,14 @@ from n2nkit.errors import MissingDependencyError, ModelFormatError, UnknownNameE
 from n2nkit.runtime.artifacts import ENGINE_PREFERENCE, MODEL_SUFFIXES, ONNX_PREFERENCE, scan
 from n2nkit.runtime.backend import BACKENDS, Backend
 from n2nkit.runtime.ensemble import EnsembleBackend
-from n2nkit.runtime.pixels import describe, fit_channels, from_planes, to_planes, unfit_channels
+from n2nkit.runtime.pixels import (
+    check_planes,
+    describe,
+    fit_channels,
+    from_planes,
+    to_planes,
+    unfit_channels,
+)
 from n2nkit.runtime.streaming import denoise_streamed, padded_size
 from n2nkit.runtime.tiling import pad_to, round_up, run_tiled
 
@@ -164,6 +174,8 @@ class Denoiser:
         self.ensemble = bool(ensemble)
         self._backend = EnsembleBackend(backend) if ensemble else backend
         self._closed = False
+        self._running = 0  # calls in progress (any thread); close() waits for them
+        self._lifetime = threading.Condition()
         self.notes = list(notes or [])
         meta = backend.metadata
         m = max(meta.size_multiple, 1)
@@ -239,14 +251,15 @@ class Denoiser:
         """Denoise one H×W or H×W×C image (C = 1, 2, 3 or 4; alpha passes through)."""
         image = np.asarray(image)
         layout = describe(image)
-        if self._needs_tiles(layout):  # tile by tile, no float copy of the whole image
-            return denoise_streamed(image, layout, self._live_backend(), self.tile, self.overlap)
-        planes, alpha = to_planes(image[None], layout)
-        return from_planes(self._denoise_planes(planes), alpha, layout)
+        with self._in_use() as backend:
+            if self._needs_tiles(layout):  # tile by tile, no float copy of the whole image
+                return denoise_streamed(image, layout, backend, self.tile, self.overlap)
+            planes, alpha = to_planes(image[None], layout)
+            return from_planes(self._denoise_planes(planes), alpha, layout)
 
     def _needs_tiles(self, layout) -> bool:
         """Whether an image of ``layout`` goes through the model in tiles (see _denoise_planes)."""
-        height, width = padded_size(layout, self._live_backend())
+        height, width = padded_size(layout, self._backend)
         return max(height, width) > self.tile or not self._backend.fits(1, height, width)
 
     def batch(self, images: np.ndarray) -> np.ndarray:
@@ -259,26 +272,33 @@ class Denoiser:
                     "the Denoiser on each image instead"
                 )
         images = np.asarray(images)
+        if images.ndim == 3 and images.shape[-1] in (3, 4):
+            raise UserInputError(
+                f"batch got shape {images.shape}: one H×W×C image, or {images.shape[0]} grey "
+                f"images {images.shape[2]} pixels wide? Call the Denoiser on one image, or "
+                "give a batch as N×H×W×C"
+            )
         layout = describe(images, batched=True)
         one = describe(images[0])
-        if self._needs_tiles(one):  # large images: one at a time, tile by tile
-            backend, out = self._live_backend(), np.empty_like(images)
-            for i, image in enumerate(images):
-                out[i] = denoise_streamed(image, one, backend, self.tile, self.overlap)
-            return out
-        planes, alpha = to_planes(images, layout)
-        return from_planes(self._denoise_planes(planes), alpha, layout)
+        with self._in_use() as backend:
+            if self._needs_tiles(one):  # large images: one at a time, tile by tile
+                out = np.empty_like(images)
+                for i, image in enumerate(images):
+                    out[i] = denoise_streamed(image, one, backend, self.tile, self.overlap)
+                return out
+            planes, alpha = to_planes(images, layout)
+            return from_planes(self._denoise_planes(planes), alpha, layout)
 
     def denoise_planes(self, planes: np.ndarray) -> np.ndarray:
         """float32 N×C×H×W in [0, 1] (C = 1 or 3), any H and W -> the same, denoised."""
-        planes = np.asarray(planes, dtype=np.float32)
-        if not np.isfinite(planes).all():  # the input's fault, not the model's
-            raise UserInputError("planes hold NaN or infinite values")
-        return self._denoise_planes(planes)
+        planes = check_planes(np.asarray(planes))
+        with self._in_use():
+            return self._denoise_planes(planes)
 
     def _denoise_planes(self, planes: np.ndarray) -> np.ndarray:
-        """denoise_planes for planes already checked (``describe`` in __call__ and batch)."""
-        meta = self._live_backend().metadata
+        """denoise_planes for planes already checked (``describe`` in __call__ and batch),
+        inside :meth:`_in_use`."""
+        meta = self._backend.metadata
         x, fit = fit_channels(np.asarray(planes, dtype=np.float32), meta.channels)
         n, _, h, w = x.shape
         m = max(meta.size_multiple, 1)
@@ -311,18 +331,32 @@ class Denoiser:
 
     # -------------------------------------------------------------------- lifetime
     def close(self) -> None:
-        """Release the backend; calling the Denoiser afterwards is a clear error."""
-        if not self._closed:
+        """Release the backend once the calls running in other threads have ended (a TensorRT
+        engine's device memory must not go while a call uses it); calling the Denoiser
+        afterwards is a clear error."""
+        with self._lifetime:
+            if self._closed:
+                return
             self._closed = True
-            self._backend.close()
+            self._lifetime.wait_for(lambda: self._running == 0)
+        self._backend.close()
 
-    def _live_backend(self) -> Backend:
-        if self._closed:
-            raise UserInputError(
-                f"this Denoiser ({self.path.name}) was closed: load the model again with "
-                "Denoiser.load()"
-            )
-        return self._backend
+    @contextmanager
+    def _in_use(self) -> Iterator[Backend]:
+        """The backend for one call, which :meth:`close` waits for."""
+        with self._lifetime:
+            if self._closed:
+                raise UserInputError(
+                    f"this Denoiser ({self.path.name}) was closed: load the model again with "
+                    "Denoiser.load()"
+                )
+            self._running += 1
+        try:
+            yield self._backend
+        finally:
+            with self._lifetime:
+                self._running -= 1
+                self._lifetime.notify_all()
 
     def __enter__(self) -> Denoiser:
         return self

@@ -8,6 +8,7 @@ comes back untouched. The result has the input's shape and dtype.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,9 +49,42 @@ def describe(image: np.ndarray, batched: bool = False) -> Layout:
         raise UserInputError(
             f"{what} dtype {image.dtype} is not supported: use uint8, uint16, or floats in [0, 1]"
         )
-    if image.dtype in FLOATS and not np.isfinite(image).all():
-        raise UserInputError(f"{what} holds NaN or infinite values")
+    if image.dtype in FLOATS:
+        check_float_range(image, what)
     return Layout(image.shape, image.dtype, 3 if channels >= 3 else 1)
+
+
+# Float pixels are on a 0-1 scale; noise pushes them a little outside it (σ = 50 adds ±1 at
+# 5σ). Beyond these they are on another scale (0-255 floats), which clipping would turn white.
+FLOAT_RANGE = (-1.0, 2.0)
+
+
+def check_float_range(values: np.ndarray, what: str) -> None:
+    """:class:`UserInputError` for NaN, infinities or floats on another scale than 0-1."""
+    low, high = float(np.min(values)), float(np.max(values))  # NaN propagates to both
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise UserInputError(f"{what} holds NaN or infinite values")
+    if low < FLOAT_RANGE[0] or high > FLOAT_RANGE[1]:
+        raise UserInputError(
+            f"{what} holds floats from {low:.4g} to {high:.4g}; float pixels are on a 0-1 scale: "
+            "divide 8-bit values by 255 and 16-bit ones by 65535 (or pass the integer array)"
+        )
+
+
+def check_planes(planes: np.ndarray) -> np.ndarray:
+    """Float N×C×H×W planes (C = 1 or 3) on the 0-1 scale, as float32; one clear error for
+    anything else (integer planes, another layout, another scale)."""
+    if planes.dtype not in FLOATS:
+        raise UserInputError(
+            f"planes are floats on a 0-1 scale, got {planes.dtype}: divide 8-bit values by 255"
+        )
+    if planes.ndim != 4 or planes.shape[1] not in (1, 3) or 0 in planes.shape:
+        raise UserInputError(
+            f"planes have shape {planes.shape}; expected N×C×H×W with C = 1 or 3, none empty "
+            "(an H×W×C image goes to the Denoiser itself)"
+        )
+    check_float_range(planes, "planes")
+    return np.asarray(planes, dtype=np.float32)
 
 
 def to_planes(images: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarray | None]:

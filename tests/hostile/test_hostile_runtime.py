@@ -263,3 +263,64 @@ def test_denoise_refuses_more_threads_than_the_machine_can_take(tmp_path: Path) 
     result = runner.invoke(app, ["denoise", str(source), str(target), "--threads", too_many])
     assert result.exit_code == 2 and "threads must be from 1 to" in result.output
     assert not target.exists()
+
+
+def test_close_waits_for_a_call_running_in_another_thread() -> None:
+    """close() from another thread mid-call gave the running call an AttributeError on its next
+    tile (and, with TensorRT, would free device memory in use). Now the call ends normally,
+    close() returns after it, and later calls are a clear error."""
+    import threading
+    import time
+
+    denoiser = Denoiser.load(backend="ort-cpu", tile=128, overlap=16, threads=1)
+    image = np.random.default_rng(0).integers(0, 256, (640, 640, 3), dtype=np.uint8)
+    results: list = []
+    worker = threading.Thread(target=lambda: results.append(denoiser(image)))
+    worker.start()
+    time.sleep(0.3)  # the call is in its tiles (25 of them take seconds on one thread)
+    assert worker.is_alive()
+    denoiser.close()
+    assert not worker.is_alive()  # close returned only once the call had ended
+    worker.join()
+    assert len(results) == 1 and results[0].shape == image.shape
+    with pytest.raises(UserInputError, match="was closed"):
+        denoiser(image[:64, :64])
+
+
+@pytest.mark.parametrize(
+    ("planes", "fragment"),
+    [
+        (np.full((1, 3, 16, 16), 128, np.uint8), "divide 8-bit values by 255"),
+        (np.full((1, 3, 16, 16), 128.0, np.float32), "float pixels are on a 0-1 scale"),
+        (np.zeros((3, 16, 16), np.float32), "expected N×C×H×W"),
+        (np.zeros((0, 3, 16, 16), np.float32), "none empty"),
+        (np.zeros((1, 16, 16, 3), np.float32), "expected N×C×H×W"),
+        (np.full((1, 3, 16, 16), np.nan, np.float32), "NaN or infinite"),
+    ],
+)
+def test_denoise_planes_refuses_what_it_would_get_wrong(planes, fragment: str) -> None:
+    """Integer or 0-255 planes came back as values from 79 to 472, without a word."""
+    with Denoiser.load(backend="ort-cpu") as denoiser, pytest.raises(UserInputError) as err:
+        denoiser.denoise_planes(planes)
+    assert fragment in str(err.value)
+
+
+def test_float_images_on_a_0_255_scale_are_refused_not_clipped_white() -> None:
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (32, 32, 3)).astype(np.float32)
+    with Denoiser.load(backend="ort-cpu") as denoiser:
+        for call in (denoiser, denoiser.estimate_noise, lambda x: denoiser.batch(x[None])):
+            with pytest.raises(UserInputError, match="float pixels are on a 0-1 scale"):
+                call(photo)
+        noisy = photo / 255 + rng.normal(0, 0.2, photo.shape).astype(np.float32)  # σ = 51
+        assert noisy.min() < 0 and noisy.max() > 1  # noise leaves [0, 1]: still accepted
+        assert denoiser(noisy).shape == photo.shape
+
+
+def test_batch_refuses_one_colour_image() -> None:
+    """An H×W×3 array passed to batch() was read as H grey images 3 pixels wide."""
+    image = np.zeros((32, 48, 3), np.uint8)
+    with Denoiser.load(backend="ort-cpu") as denoiser:
+        with pytest.raises(UserInputError, match="one H×W×C image, or 32 grey images"):
+            denoiser.batch(image)
+        assert denoiser.batch(image[None]).shape == (1, 32, 48, 3)
