@@ -347,3 +347,43 @@ def test_a_broken_model_fails_its_row_and_the_exit_code(tmp_path: Path) -> None:
     (row,) = json.loads((out / "report.json").read_text())["rows"]
     assert row["status"] == "failed" and "broken" in row["reason"]
     assert not (out / "psnr_vs_latency.png").exists()  # nothing measured: no stale plot beside it
+
+
+def test_artifacts_of_other_weights_than_the_folders_checkpoint_are_refused(
+    trained_n2n_run: Path, exported_n2n: Path, tmp_path: Path
+) -> None:
+    """`n2nkit export run --out run`, then more training into run: the ONNX rows were the old
+    network's and their Δ against PyTorch measured the training, marked ✅."""
+    import shutil
+
+    from n2nkit.training.checkpoint import load_checkpoint, save_checkpoint
+
+    folder = tmp_path / "run"
+    shutil.copytree(exported_n2n, folder)
+    shutil.copy(trained_n2n_run / "best.pt", folder / "best.pt")  # the exported weights
+    args = ["compare", str(folder), "--out", str(tmp_path / "r1"), "--target", "cpu-fp32",
+            "--no-baselines", "--budget", "0", "--min-runs", "1", "--warmup", "0"]  # fmt: skip
+    assert runner.invoke(app, args).exit_code == 0
+    trained_on = load_checkpoint(folder / "best.pt")
+    key = next(iter(trained_on["state_dict"]))
+    trained_on["state_dict"][key] = trained_on["state_dict"][key] + 0.01  # "trained further"
+    save_checkpoint(folder / "best.pt", trained_on)
+    args[3] = str(tmp_path / "r2")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "exported from other weights than its best.pt" in result.output
+    assert not (tmp_path / "r2").exists()
+
+
+def test_a_model_file_whose_name_says_another_precision_is_refused(
+    exported_n2n: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "copied"
+    folder.mkdir()
+    shutil.copy(exported_n2n / "model.onnx", folder / "model.onnx")
+    shutil.copy(exported_n2n / "model.onnx", folder / "model.int8.onnx")  # FP32 under INT8's name
+    result = runner.invoke(app, ["compare", str(folder), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "model.int8.onnx holds a fp32 model but its name says int8" in result.output

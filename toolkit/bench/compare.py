@@ -74,6 +74,41 @@ def _artifact_kind(path: Path) -> tuple[str, str] | None:
     return kind_key(fmt, meta.precision), meta.variant
 
 
+def _check_artifact_names(artifacts: dict[str, Path]) -> tuple[str, str] | None:
+    """Every artifact's metadata must say what its file name does (a copied FP32 model named
+    ``model.int8.onnx`` was measured as the INT8 row); (kind, variant) of the first. A file
+    without readable metadata passes here and fails its own row."""
+    first = None
+    for kind, file in artifacts.items():
+        found = _artifact_kind(file)
+        if found is not None and found[0] != kind:
+            raise UserInputError(
+                f"{file} holds a {found[0]} model but its name says {kind}: re-export the "
+                "folder (n2nkit export) rather than copying models into it"
+            )
+        first = first or found
+    return first
+
+
+def _check_same_weights(folder: Path, checkpoint: Path) -> None:
+    """A folder holding a checkpoint and artifacts must hold artifacts *of* that checkpoint
+    (export.json's fingerprint): after more training into it, the ONNX rows would be an older
+    network's, and their Δ against PyTorch would measure training, not the export."""
+    from n2nkit.export.pipeline import fingerprint
+    from n2nkit.runtime.artifacts import read_manifest
+    from n2nkit.training.checkpoint import build_model, load_checkpoint
+
+    manifest = read_manifest(folder)
+    if manifest is None:  # an export from before manifests: nothing to compare with
+        return
+    if manifest.get("fingerprint") != fingerprint(build_model(load_checkpoint(checkpoint))):
+        raise UserInputError(
+            f"{folder}: its artifacts were exported from other weights than its "
+            f"{checkpoint.name} (trained further since?): re-export with `n2nkit export "
+            f"{folder} --out {folder} --overwrite`"
+        )
+
+
 def _checkpoint_variant(path: Path) -> str:
     from n2nkit.training.checkpoint import load_checkpoint
 
@@ -97,8 +132,10 @@ def resolve_model(spec: str) -> ModelEntry:
                 "`n2nkit train` first)"
             )
         if entry.artifacts:
-            found = _artifact_kind(next(iter(entry.artifacts.values())))
+            found = _check_artifact_names(entry.artifacts)
             entry.variant = found[1] if found else ""
+            if entry.checkpoint is not None:
+                _check_same_weights(path, entry.checkpoint)
         else:
             entry.variant = _checkpoint_variant(entry.checkpoint)
         return entry
