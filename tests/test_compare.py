@@ -387,3 +387,15 @@ def test_a_model_file_whose_name_says_another_precision_is_refused(
     result = runner.invoke(app, ["compare", str(folder), "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert "model.int8.onnx holds a fp32 model but its name says int8" in result.output
+
+
+def test_one_noise_level_written_two_ways_is_one_column(untrained_truncated_onnx, tmp_path) -> None:
+    """--noise gaussian:25 --noise GAUSSIAN:25 gave two columns, the second with another draw."""
+    out = tmp_path / "report"
+    args = ["compare", str(untrained_truncated_onnx[0]), "--out", str(out), "--noise",
+            "gaussian:25", "--noise", "GAUSSIAN:25.0", "--target", "cpu-fp32", "--no-baselines",
+            "--budget", "0", "--min-runs", "1", "--warmup", "0"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "report.json").read_text())["rows"]
+    assert [list(r["psnr"]) for r in rows if r["status"] == "measured"] == [["gaussian:25"]]

@@ -33,6 +33,13 @@ def test_specs_round_trip(spec: str) -> None:
     assert parse_noise(str(parsed)) == parsed
 
 
+def test_an_exponent_is_a_level_not_a_range() -> None:
+    """`poisson:1e-3`, the documented minimum, was read as the range 1e to 3."""
+    assert parse_noise("poisson:1e-3") == parse_noise("poisson:0.001")
+    assert str(parse_noise("poisson:1e-3-0.5")) == "poisson:0.001-0.5"
+    assert str(parse_noise("gaussian:2E1-3e1")) == "gaussian:20-30"
+
+
 def test_kind_alone_takes_its_default_level() -> None:
     assert str(parse_noise("gaussian")) == "gaussian:25"
     assert set(noise_kinds()) == {"gaussian", "poisson", "bernoulli", "impulse", "text", "pixelate"}
@@ -46,8 +53,10 @@ def test_unknown_kind_lists_the_valid_ones() -> None:
 
 
 @pytest.mark.parametrize(
-    "spec", ["gaussian:x", "gaussian:-5", "bernoulli:1.5", "pixelate:2.5", "gaussian:50-10", ""]
-)
+    "spec",
+    ["gaussian:x", "gaussian:-5", "bernoulli:1.5", "pixelate:2.5", "gaussian:50-10", "",
+     "gaussian:1e30", "gaussian:300", "bernoulli:1", "impulse:1"],  # nothing left to learn from
+)  # fmt: skip
 def test_malformed_specs_are_user_errors(spec: str) -> None:
     with pytest.raises(UserInputError):
         parse_noise(spec)

@@ -46,11 +46,13 @@ class Kind:
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
-        Kind("gaussian", 25.0, 0.0, None, False, "sigma in 0-255 units"),
+        # beyond σ = 255 (the whole range) a clipped image holds no more signal to learn from
+        Kind("gaussian", 25.0, 0.0, 255.0, False, "sigma in 0-255 units"),
         # above ~1e10 float32 rates lose the image; at 1e6 the noise is under a grey level
         Kind("poisson", 30.0, 1e-3, 1e6, False, "photons at white (lower = noisier)"),
-        Kind("bernoulli", 0.5, 0.0, 1.0, False, "fraction of pixels dropped to black"),
-        Kind("impulse", 0.3, 0.0, 1.0, False, "fraction of pixels set to random colours"),
+        # at 1 every pixel is dropped or replaced: nothing of the image is left to learn from
+        Kind("bernoulli", 0.5, 0.0, 0.99, False, "fraction of pixels dropped to black"),
+        Kind("impulse", 0.3, 0.0, 0.99, False, "fraction of pixels set to random colours"),
         Kind("text", 0.2, 0.0, 0.9, False, "fraction of pixels covered by text"),
         Kind("pixelate", 4.0, 1.0, 64.0, True, "block size in pixels"),
     )
@@ -118,8 +120,7 @@ def parse_noise(spec: str | NoiseSpec) -> NoiseSpec:
     try:
         if not arg:
             low = high = kind.default
-        elif "-" in arg[1:]:
-            cut = arg.index("-", 1)
+        elif (cut := _range_dash(arg)) is not None:
             low, high = float(arg[:cut]), float(arg[cut + 1 :])
         else:
             low = high = float(arg)
@@ -142,6 +143,15 @@ def parse_noise(spec: str | NoiseSpec) -> NoiseSpec:
     if low > high:
         raise UserInputError(f"noise spec {spec!r}: range low {low:g} exceeds high {high:g}")
     return NoiseSpec(name, float(low), float(high))
+
+
+def _range_dash(arg: str) -> int | None:
+    """Where ``LOW-HIGH`` splits: the first ``-`` that is neither a leading sign nor an
+    exponent's (``1e-3`` is one level, ``1e-3-0.5`` a range)."""
+    for i, char in enumerate(arg):
+        if char == "-" and i > 0 and arg[i - 1] not in "eE":
+            return i
+    return None
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:

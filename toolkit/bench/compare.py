@@ -320,8 +320,9 @@ def compare(
         raise UserInputError("name at least one noise level, e.g. --noise gaussian:25")
     from n2nkit.training.noise import parse_noise
 
-    for noise in noises:
-        parse_noise(noise)  # fail early, with the noise module's message
+    # Fail early, with the noise module's message; one column per level, however it is
+    # written (GAUSSIAN:25 and gaussian:25 are one level, with one noise draw).
+    noises = list(dict.fromkeys(str(parse_noise(noise)) for noise in noises))
     entries = [resolve_model(m) for m in models]
     distinguish_labels(entries, models, taken=baselines or [])
     step = on_step or (lambda _msg: None)
