@@ -211,7 +211,15 @@ def resolve_train_data(spec: str) -> ImageSet:
     if spec == SYNTHETIC and not Path(spec).exists():
         return ImageSet([], None, SYNTHETIC)
     if "," in spec and not Path(spec).exists():
-        a, b = (Path(p.strip()) for p in spec.split(",", 1))
+        parts = [p.strip() for p in spec.split(",", 1)]
+        if not all(parts):
+            raise DataError(f"--data {spec!r}: DIR_A,DIR_B names two folders of noisy pairs")
+        a, b = (Path(p) for p in parts)
+        if a.resolve() == b.resolve():
+            raise DataError(
+                f"--data {spec!r} pairs every image with itself: a network trained on that "
+                "learns to copy its input; give two folders of independent noisy shots"
+            )
         for d in (a, b):
             if not d.is_dir():
                 raise DataError(f"noisy-pair folder not found: {d}")

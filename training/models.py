@@ -322,6 +322,8 @@ def parse_variants(spec: str, option: str = "--variant") -> list[str]:
     names = [v.strip() for v in spec.split(",") if v.strip()]
     if not names:
         raise UserInputError(f"{option} is empty; name a variant, a comma list, or all")
+    if "all" in names:
+        raise UserInputError(f"{option}: 'all' stands alone (all, or a comma list of variants)")
     for name in names:
         if name not in variant_names():
             raise UnknownNameError("model variant", name, [*variant_names(), "all"])

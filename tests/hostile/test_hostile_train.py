@@ -167,6 +167,12 @@ def test_options_that_would_change_nothing_or_break_the_data_are_refused(tmp_pat
         (["--lr-step", "1"], "--lr-step sets the step schedule's period"),
         (["--noise", "poisson:1e30"], "must be >= 0.001 and <= 1000000"),
         (["--resume", "--overwrite"], "--overwrite replaces it: give one"),  # one was ignored
+        (["--data", "synthetic", "--synthetic-fraction", "0"], "all synthetic images"),
+        (["--variant", "all,n2n"], "'all' stands alone"),
+        (
+            ["--recipe", "report", "--schedule", "cosine", "--lr-step", "3"],
+            "schedule is cosine (--schedule)",
+        ),  # not "the report recipe's"
     ]
     for flags, fragment in cases:
         tiny = ["--epochs", "1", "--epoch-size", "8", "--batch-size", "4", "--val-size", "4"]
@@ -264,3 +270,33 @@ def test_infinite_budgets_and_out_of_range_seeds_are_refused(tmp_path):
     result = runner.invoke(app, ["pipeline", "--out", str(tmp_path / "p"), "--budget", "inf"])
     assert result.exit_code == 2 and "give a finite time" in result.output
     assert not (tmp_path / "p").exists()
+
+
+def test_pair_folders_must_be_two_different_folders(tmp_path):
+    """`--data A,A` trained the identity (each image paired with itself); `--data A,` paired
+    A with the current folder."""
+    from PIL import Image
+
+    folder = tmp_path / "shots"
+    folder.mkdir()
+    Image.new("RGB", (64, 64)).save(folder / "a.png")
+    for spec, fragment in ((f"{folder},{folder}", "pairs every image with itself"),
+                           (f"{folder},", "names two folders of noisy pairs")):  # fmt: skip
+        args = ["train", "--out", str(tmp_path / "r"), "--data", spec, "--epochs", "1", *TINY]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 2 and fragment in result.output, result.output
+        assert "Traceback" not in result.output and not (tmp_path / "r").exists()
+
+
+def test_a_multi_variant_resume_names_what_each_folder_trained(tmp_path):
+    """OUT/n2n holding a truncated run: the result line said truncated, the table n2n."""
+    for name in ("n2n", "truncated"):
+        args = ["train", "--variant", "truncated", "--out", str(tmp_path / name), "--epochs", "1"]
+        assert runner.invoke(app, [*args, *TINY]).exit_code == 0
+    args = ["train", "--variant", "n2n,truncated", "--out", str(tmp_path), "--resume",
+            "--epochs", "2", "--threads", "1", "--no-progress"]  # fmt: skip
+    result = runner.invoke(app, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    table = result.output[result.output.index("n2nkit train") :]
+    rows = [line.split("│")[1].strip() for line in table.splitlines() if line.count("│") > 2]
+    assert rows == ["truncated", "truncated"], table

@@ -269,7 +269,7 @@ def train(
         synthetic_fraction=synthetic_fraction,
         permute_colours=permute_colours,
     )
-    _check_lr_step(lr_step, settings["schedule"], recipe)
+    _check_lr_step(lr_step, settings["schedule"], recipe, schedule_given=schedule is not None)
     uses_residual = settings.pop("residual")
     budget_s = parse_duration(budget) if budget is not None else None
     configs = []
@@ -322,14 +322,17 @@ def train(
     finish()  # torchrun: every rank leaves the process group together
 
 
-def _check_lr_step(lr_step: int | None, schedule: str, recipe: str) -> None:
+def _check_lr_step(
+    lr_step: int | None, schedule: str, recipe: str, schedule_given: bool = False
+) -> None:
     """--lr-step only shapes the step schedule: refused under another, where it did nothing."""
     if lr_step is not None and schedule != "step":
         from n2nkit.errors import UserInputError
 
+        source = "--schedule" if schedule_given else f"the {recipe} recipe's"
         raise UserInputError(
             f"--lr-step sets the step schedule's period; this run's schedule is {schedule} "
-            f"(the {recipe} recipe's): add --schedule step"
+            f"({source}): use --schedule step"
         )
 
 
@@ -353,7 +356,7 @@ def _print_summary(configs: list, results: list) -> None:
         table.add_column(col, justify="left" if col in ("variant", "best checkpoint") else "right")
     for config, r in zip(configs, results, strict=True):
         table.add_row(
-            config.variant,
+            r.variant or config.variant,  # a resume trains the checkpoint's variant
             str(r.epochs_completed),
             f"{r.best_val_psnr:.2f} dB",
             f"{r.best_val_psnr - r.val_psnr_noisy:+.2f} dB",
