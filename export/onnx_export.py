@@ -8,6 +8,7 @@ proves it on every export.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ def metadata_for(model: Any, ckpt: dict | None, precision: str = "fp32") -> Mode
         best = ckpt.get("best_val_psnr")
         if best is None:
             best = (ckpt.get("metrics") or {}).get("val_psnr")
-        val_psnr = None if best is None else round(float(best), 4)
+        val_psnr = None if best is None or not math.isfinite(float(best)) else round(float(best), 4)
     return ModelMetadata(
         variant=str(getattr(model, "variant", "unknown")),
         size_multiple=size_multiple,

@@ -479,6 +479,8 @@ def _claim_folder(out_dir: Path, source: str, print_: str, overwrite: bool) -> N
     same = manifest is not None and manifest.get("fingerprint") == print_
     if present and not same and not overwrite:  # refused: the folder is left as it was
         theirs = f"of {manifest.get('source')}" if manifest else "from an unknown checkpoint"
+        if manifest and manifest.get("source") == source:  # the same file, other weights now
+            theirs = f"of an earlier version of {source} (it was trained further since)"
         raise UserInputError(
             f"--out {out_dir} holds artifacts {theirs}, not of {source}; pass --overwrite "
             "to replace them all, or choose another folder"

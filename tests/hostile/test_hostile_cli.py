@@ -262,3 +262,37 @@ def test_an_out_of_range_export_seed_is_refused(tmp_path, ckpt_a):
         line = _one_line_error(result)
         assert "--seed must be a whole number" in line
         assert not (tmp_path / "o").exists()
+
+
+def test_the_same_checkpoint_trained_further_is_named_as_such(tmp_path, ckpt_a):
+    """The refusal read 'holds artifacts of runs/x/best.pt, not of runs/x/best.pt'."""
+    from n2nkit.runtime.artifacts import write_manifest
+
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"the model ckpt_a had before more training")
+    write_manifest(folder, str(ckpt_a), "sha256:" + "0" * 64)
+    line = _one_line_error(runner.invoke(app, ["export", str(ckpt_a), "-o", str(folder)]))
+    assert f"of an earlier version of {ckpt_a}" in line and "--overwrite" in line
+
+
+def test_exporting_a_checkpoint_saved_before_its_first_epoch_says_so(tmp_path):
+    import torch
+
+    from n2nkit.training.checkpoint import build_payload, save_checkpoint
+    from n2nkit.training.config import TrainConfig
+    from n2nkit.training.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("truncated")
+    config = TrainConfig(variant="truncated", out=tmp_path / "run")
+    payload = build_payload(model, config, epoch=0, metrics={}, best_val_psnr=float("-inf"),
+                            noise="gaussian:25", interrupted=True)  # fmt: skip
+    path = save_checkpoint(tmp_path / "run" / "last.pt", payload)
+    result = runner.invoke(app, ["export", str(path), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "saved before its first epoch ended" in result.stderr
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "out" / "model.onnx")).metadata_props}
+    assert "-inf" not in props.get("n2nkit.val_psnr", "")

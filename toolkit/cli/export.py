@@ -204,10 +204,17 @@ def export(
 def run_export(checkpoint: Path, out: Path, label: str = "", **options: Any) -> list:
     """:func:`~n2nkit.export.pipeline.export_checkpoint` under a status line, then its table;
     :class:`~n2nkit.errors.VerificationError` naming the artifacts that did not pass."""
-    from n2nkit.cli.console import console
+    from n2nkit.cli.console import console, print_note
     from n2nkit.errors import VerificationError
     from n2nkit.export.pipeline import export_checkpoint
+    from n2nkit.training.checkpoint import load_checkpoint, resolve_checkpoint
 
+    source = resolve_checkpoint(Path(checkpoint))
+    if load_checkpoint(source).get("epoch") == 0:  # interrupted before an epoch ended
+        print_note(
+            f"{source} was saved before its first epoch ended: these are its starting weights "
+            "(finish the run with `n2nkit train --resume` first)"
+        )
     with console.status(f"exporting {label}".rstrip()) as status:
         progress = lambda message: status.update(f"exporting {label}{message}")  # noqa: E731
         rows = export_checkpoint(checkpoint, out, progress=progress, **options)
