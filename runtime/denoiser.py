@@ -60,9 +60,13 @@ def resolve_model_path(model: str | Path | None) -> Path:
 
     if model is None:
         return shipped_model_path(DEFAULT_MODEL)
+    if not str(model).strip():  # Path("") is the current folder
+        raise UserInputError("the model is empty: give a model file, an export folder or a name")
     path = Path(model)
     if path.is_dir():
         return path
+    if path.exists() and not path.is_file():  # /dev/null, a FIFO: there, but not a file
+        raise ModelFormatError(f"{path} is not a model file (.onnx, .ort or .engine)")
     if path.is_file():
         if path.suffix.lower() not in MODEL_SUFFIXES:
             raise ModelFormatError(f"{path} is not a model file (.onnx, .ort or .engine)")

@@ -241,6 +241,10 @@ def test_unknown_backend_and_model_are_refused(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "unknown backend" in result.output
     result = _invoke(*args, "--model", "nonexistent")
     assert result.exit_code == 2 and "model not found" in result.output
+    result = _invoke(*args, "--model", "/dev/null")  # there, but not a file
+    assert result.exit_code == 2 and "/dev/null is not a model file" in result.output
+    result = _invoke(*args, "--model", "")  # once read as the current folder
+    assert result.exit_code == 2 and "the model is empty" in result.output
     assert not (tmp_path / "out.png").exists()
 
 
