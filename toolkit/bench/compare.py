@@ -297,6 +297,16 @@ def measure_baselines(noises: list[str], data: Path, names: list[str]) -> list[R
     return rows
 
 
+def noise_levels(noises: list[str]) -> list[str]:
+    """The levels to measure, checked now with the noise module's message, each once however
+    it is written (GAUSSIAN:25 and gaussian:25 are one column, with one noise draw)."""
+    from n2nkit.training.noise import parse_noise
+
+    if not noises:
+        raise UserInputError("name at least one noise level, e.g. --noise gaussian:25")
+    return list(dict.fromkeys(str(parse_noise(noise)) for noise in noises))
+
+
 def compare(
     models: list[str],
     targets: list[Target],
@@ -316,13 +326,7 @@ def compare(
 
     if not models:
         raise UserInputError("name at least one model: an export folder, a .onnx file or n2n")
-    if not noises:
-        raise UserInputError("name at least one noise level, e.g. --noise gaussian:25")
-    from n2nkit.training.noise import parse_noise
-
-    # Fail early, with the noise module's message; one column per level, however it is
-    # written (GAUSSIAN:25 and gaussian:25 are one level, with one noise draw).
-    noises = list(dict.fromkeys(str(parse_noise(noise)) for noise in noises))
+    noises = noise_levels(noises)
     entries = [resolve_model(m) for m in models]
     distinguish_labels(entries, models, taken=baselines or [])
     step = on_step or (lambda _msg: None)
