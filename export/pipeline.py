@@ -408,26 +408,29 @@ def export_model(
         with runlock.hold(out_dir, "export"):
             _claim_folder(out_dir, source or "an in-memory model", fingerprint(model), overwrite)
             try:
-                return _export_locked(model, metadata, out_dir, int8, fp16, ort, trt,
+                rows = _export_locked(model, metadata, out_dir, int8, fp16, ort, trt,
                                       trt_precisions, opset=opset, reduce_range=reduce_range,
                                       int8_float_layers=int8_float_layers,
                                       calibrations=calibrations, equalize=int8_equalize,
                                       profiles=trt_profiles, timing_cache=timing_cache,
                                       tolerances=tolerances, seed=seed, say=say)  # fmt: skip
             except BaseException:
-                _restore_replaced(out_dir)  # --overwrite replaces only once the export ends
+                _restore_replaced(out_dir)  # --overwrite replaces only once new ones exist
                 if not scan(out_dir):  # no artifacts: the manifest would describe nothing
                     (out_dir / MANIFEST).unlink(missing_ok=True)
                 raise
-            finally:
-                shutil.rmtree(out_dir / REPLACED, ignore_errors=True)  # ended: not needed
+            if any(row.passed for row in rows):  # new artifacts exist: the old ones go
+                shutil.rmtree(out_dir / REPLACED, ignore_errors=True)
+            else:  # every artifact failed its verification: the old ones come back
+                _restore_replaced(out_dir)
+            return rows
     except BaseException:
         if created and not scan(out_dir):
             shutil.rmtree(created, ignore_errors=True)  # a failed export leaves no empty --out
         raise
 
 
-REPLACED = ".n2nkit-replaced"  # the artifacts an --overwrite export replaces, until it ends
+REPLACED = ".n2nkit-replaced-export"  # what an --overwrite export replaces, until it ends
 # A killed export's scratch folders and atomic-write temp files (``.<name>.<random>.tmp``) of
 # the files an export writes: only those, so a user's own ``.notes.tmp`` in --out is left alone.
 LEFTOVERS = (

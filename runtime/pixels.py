@@ -54,9 +54,10 @@ def describe(image: np.ndarray, batched: bool = False) -> Layout:
     return Layout(image.shape, image.dtype, 3 if channels >= 3 else 1)
 
 
-# Float pixels are on a 0-1 scale; noise pushes them a little outside it (σ = 50 adds ±1 at
-# 5σ). Beyond these they are on another scale (0-255 floats), which clipping would turn white.
-FLOAT_RANGE = (-1.0, 2.0)
+# Float pixels are on a 0-1 scale; simulated noise pushes them outside it (σ = 255, the most a
+# noise spec allows, reaches ±6 at 6σ; shot noise at few photons, several times 1). Beyond
+# these they are on another scale (0-255 floats), which clipping would turn white.
+FLOAT_RANGE = (-10.0, 10.0)
 
 
 def check_float_range(values: np.ndarray, what: str) -> None:

@@ -113,11 +113,6 @@ class TrainConfig:
             raise UserInputError(
                 f"synthetic fraction must lie in [0, 1], got {self.synthetic_fraction}"
             )
-        if self.data == "synthetic" and self.synthetic_fraction not in (None, 1.0):
-            raise UserInputError(
-                "--data synthetic is all synthetic images; --synthetic-fraction sets the share "
-                "mixed into builtin or a folder of photos"
-            )
         if self.pairs is not None and self.pairs not in PAIRINGS:
             raise UnknownNameError("pairing", self.pairs, PAIRINGS)
         if self.resume and self.overwrite:

@@ -1,6 +1,6 @@
 """``train --overwrite`` replaces the old run only once the new one has something to show.
 
-The old run's ``best.pt``, ``last.pt`` and ``metrics.jsonl`` move into ``OUT/.n2nkit-replaced``
+The old run's ``best.pt``, ``last.pt`` and ``metrics.jsonl`` move into ``OUT/.n2nkit-replaced-run``
 when the new run starts, and are deleted when it ends its first epoch. If it fails or is
 interrupted before that (Ctrl-C, SIGTERM, an error), or was killed and is started again, they
 come back: an interrupted ``--overwrite`` loses nothing, as an export's does not.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from n2nkit.training.checkpoint import BEST_NAME, LAST_NAME
 
-REPLACED = ".n2nkit-replaced"
+REPLACED = ".n2nkit-replaced-run"
 METRICS_NAME = "metrics.jsonl"
 RUN_FILES = (BEST_NAME, LAST_NAME, METRICS_NAME)
 

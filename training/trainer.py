@@ -309,12 +309,6 @@ def settle_config(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | No
                 f"{out} already holds a run; pass --resume to continue it or --overwrite to "
                 "start over"
             )
-        replaced = [(out / name).resolve() for name in (BEST_NAME, LAST_NAME)]
-        if config.overwrite and config.init and Path(config.init).resolve() in replaced:
-            raise UserInputError(
-                f"--init {config.init} is a checkpoint of the run --overwrite replaces; copy it "
-                "out of the folder first, or give another --out"
-            )
         return config, None
     if not (out / LAST_NAME).is_file():
         raise CheckpointError(f"nothing to resume: {out / LAST_NAME} does not exist")
@@ -327,6 +321,7 @@ def settle_config(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | No
     saved.num_threads = config.num_threads
     saved.precision = config.precision
     saved.resume = True
+    saved.overwrite = False  # how the run was started (maybe --overwrite), not how it resumes
     if config.epochs is not None:  # a new length: this call's budget (None: no cap) with it
         saved.epochs, saved.budget_s = config.epochs, config.budget_s
     elif config.budget_s is not None:  # more time for the same plan: the saved total stays
@@ -569,12 +564,15 @@ def train(config: TrainConfig, progress: bool = True) -> TrainResult:
         return _train_locked(config, progress)
     created = make_out_dir(out)
     try:
-        with runlock.hold(out, "train"):
+        with runlock.hold(out, "train"):  # set-aside runs move only while the lock is held
             remove_leftovers(out, LEFTOVERS)  # a killed run's temp files (we hold the lock)
             restore_set_aside(out)  # a killed --overwrite run that ended no epoch
-            return _train_locked(config, progress)
+            try:
+                return _train_locked(config, progress)
+            except BaseException:
+                restore_set_aside(out)  # ended no epoch: the run it was to replace comes back
+                raise
     except BaseException:
-        restore_set_aside(out)  # ended no epoch: the run it was to replace comes back
         if created and not (out / LAST_NAME).exists() and not (out / BEST_NAME).exists():
             shutil.rmtree(created, ignore_errors=True)  # nothing of value: leave no empty --out
         raise

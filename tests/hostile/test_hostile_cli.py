@@ -131,9 +131,9 @@ def test_overwrite_replaces_every_artifact_and_the_same_checkpoint_adds_to_its_f
     assert all((folder / n).exists() for n in names)
     assert not any((folder / n).exists() for n in killed)  # a killed export's leftovers go
     _claim_folder(folder, "runB/best.pt", "sha256:b", overwrite=True)
-    listing = [".n2nkit-replaced", ".notes.tmp", "export.json", "tensorrt.timing.cache"]
+    listing = [".n2nkit-replaced-export", ".notes.tmp", "export.json", "tensorrt.timing.cache"]
     assert sorted(os.listdir(folder)) == listing  # runA's set aside until the export ends
-    assert sorted(os.listdir(folder / ".n2nkit-replaced")) == sorted([*names, "export.json"])
+    assert sorted(os.listdir(folder / ".n2nkit-replaced-export")) == sorted([*names, "export.json"])
     assert read_manifest(folder)["source"] == "runB/best.pt"
 
 
@@ -296,3 +296,22 @@ def test_exporting_a_checkpoint_saved_before_its_first_epoch_says_so(tmp_path):
 
     props = {p.key: p.value for p in onnx.load(str(tmp_path / "out" / "model.onnx")).metadata_props}
     assert "-inf" not in props.get("n2nkit.val_psnr", "")
+
+
+def test_an_overwrite_whose_every_artifact_fails_keeps_the_old_ones(tmp_path, ckpt_a):
+    """Verification failures are rows, not exceptions: such an --overwrite export once ended
+    with the old artifacts deleted and no new one in their place."""
+    from n2nkit.export.pipeline import export_checkpoint
+    from n2nkit.export.verify import Tolerance
+    from n2nkit.runtime.artifacts import write_manifest
+
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(b"runB fp32 model")
+    write_manifest(folder, "runB/best.pt", "sha256:" + "b" * 64)
+    before = _digest(folder)
+    impossible = {"fp32": Tolerance(max_abs=-1.0, max_psnr_loss=-1.0)}
+    rows = export_checkpoint(ckpt_a, folder, overwrite=True, tolerances=impossible)
+    assert rows and not any(row.passed for row in rows)
+    assert _digest(folder) == before
+    assert sorted(os.listdir(folder)) == ["export.json", "model.onnx"]

@@ -277,8 +277,10 @@ def test_close_waits_for_a_call_running_in_another_thread() -> None:
     results: list = []
     worker = threading.Thread(target=lambda: results.append(denoiser(image)))
     worker.start()
-    time.sleep(0.3)  # the call is in its tiles (25 of them take seconds on one thread)
-    assert worker.is_alive()
+    deadline = time.monotonic() + 60
+    while denoiser._running == 0:  # until the call is in its tiles (25 take seconds)
+        assert worker.is_alive() and time.monotonic() < deadline, results
+        time.sleep(0.01)
     denoiser.close()
     assert not worker.is_alive()  # close returned only once the call had ended
     worker.join()
@@ -312,8 +314,8 @@ def test_float_images_on_a_0_255_scale_are_refused_not_clipped_white() -> None:
         for call in (denoiser, denoiser.estimate_noise, lambda x: denoiser.batch(x[None])):
             with pytest.raises(UserInputError, match="float pixels are on a 0-1 scale"):
                 call(photo)
-        noisy = photo / 255 + rng.normal(0, 0.2, photo.shape).astype(np.float32)  # σ = 51
-        assert noisy.min() < 0 and noisy.max() > 1  # noise leaves [0, 1]: still accepted
+        noisy = photo / 255 + rng.normal(0, 1.0, photo.shape).astype(np.float32)  # σ = 255
+        assert noisy.min() < -2 and noisy.max() > 3  # strong noise leaves [0, 1]: accepted
         assert denoiser(noisy).shape == photo.shape
 
 

@@ -224,7 +224,7 @@ def test_an_overwrite_interrupted_before_its_first_epoch_loses_nothing(tmp_path)
     )  # fmt: skip  (TINY's 8 overridden: a long epoch)
     try:
         deadline = time.monotonic() + 120
-        while not (run / ".n2nkit-replaced").exists():  # set up, training its first epoch
+        while not (run / ".n2nkit-replaced-run").exists():  # set up, training its first epoch
             assert a.poll() is None, a.communicate()
             assert time.monotonic() < deadline, "the run did not start in 120 s"
             time.sleep(0.05)
@@ -232,25 +232,84 @@ def test_an_overwrite_interrupted_before_its_first_epoch_loses_nothing(tmp_path)
         a.send_signal(signal.SIGTERM)
         _, err = a.communicate(timeout=60)
     assert a.returncode == 143 and "Traceback" not in err, err
-    assert _files(run) == before and not (run / ".n2nkit-replaced").exists()
+    assert _files(run) == before and not (run / ".n2nkit-replaced-run").exists()
 
     # Once the new run ends an epoch, the old one is gone for good.
     done = runner.invoke(app, ["train", "--out", str(run), "--overwrite", "--epochs", "1", *TINY])
     assert done.exit_code == 0, done.output
-    assert not (run / ".n2nkit-replaced").exists()
+    assert not (run / ".n2nkit-replaced-run").exists()
     assert _files(run)["best.pt"] != before["best.pt"]
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
 
 
-def test_overwrite_refuses_an_init_from_the_run_it_replaces(tmp_path):
+def test_overwrite_from_its_own_best_keeps_it_until_the_new_run_has_an_epoch(tmp_path):
+    """`--overwrite --init OUT/best.pt` (start the schedule again from the best weights) loads
+    the weights first; the old best.pt waits aside and comes back if the run ends early."""
+    import torch
+
     run = tmp_path / "run"
-    before = _old_run(run)
-    for name in ("best.pt", "last.pt"):
-        args = ["train", "--out", str(run), "--overwrite", "--init", str(run / name), *TINY]
+    assert runner.invoke(app, ["train", "--out", str(run), "--epochs", "1", *TINY]).exit_code == 0
+    before = _files(run)
+    init = torch.load(run / "best.pt", weights_only=True)["state_dict"]
+    args = ["train", "--out", str(run), "--overwrite", "--init", str(run / "best.pt"),
+            "--epochs", "1", *TINY]  # fmt: skip
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    after = torch.load(run / "best.pt", weights_only=True)["state_dict"]
+    assert _files(run)["best.pt"] != before["best.pt"] and after.keys() == init.keys()
+    assert not (run / ".n2nkit-replaced-run").exists()
+    # a run started with --overwrite resumes and loads like any other (its saved config says
+    # overwrite=True; the check of a resumed config once refused it)
+    resumed = runner.invoke(app, ["train", "--out", str(run), "--resume", "--epochs", "2",
+                                  "--threads", "1", "--no-progress"])  # fmt: skip
+    assert resumed.exit_code == 0, resumed.output
+
+
+def test_a_refused_second_run_leaves_the_set_aside_run_alone(tmp_path):
+    """While one run holds the folder (an --overwrite run in its first epoch), a second call is
+    refused; it once moved the set-aside run back under the first run's feet on its way out."""
+    from n2nkit import runlock
+
+    run = tmp_path / "run"
+    old = _old_run(tmp_path / "old")
+    (run / ".n2nkit-replaced-run").mkdir(parents=True)
+    for name, content in old.items():
+        (run / ".n2nkit-replaced-run" / name).write_bytes(content)
+    (run / "last.pt").write_bytes(b"the running run's epoch-0 state")
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with runlock.hold(run, "train"):
+        args = ["train", "--out", str(run), "--resume", "--epochs", "2", "--no-progress"]
         result = runner.invoke(app, args)
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
-        assert "a checkpoint of the run --overwrite replaces" in result.output
-    assert _files(run) == before
+        after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    after.pop(Path(runlock.LOCK_NAME), None)
+    before.pop(Path(runlock.LOCK_NAME), None)
+    assert after == before
+
+
+def test_a_train_and_an_export_sharing_a_folder_restore_only_their_own_files(tmp_path):
+    """`n2nkit export run --out run --overwrite` and `train --overwrite --out run` each set
+    files aside; restoring one once deleted the other's files (one folder name for both)."""
+    from n2nkit.export.pipeline import _restore_replaced
+    from n2nkit.training.replaced_run import restore_set_aside
+
+    run = tmp_path / "run"
+    checkpoints = _old_run(run)
+    (run / ".n2nkit-replaced-export").mkdir()
+    (run / ".n2nkit-replaced-export" / "model.onnx").write_bytes(b"old model")
+    (run / "model.onnx").write_bytes(b"half-exported new model")
+    restore_set_aside(run)  # nothing of train's was set aside: nothing moves
+    assert _files(run) == {**checkpoints, "model.onnx": b"half-exported new model"}
+    _restore_replaced(run)
+    assert _files(run) == {**checkpoints, "model.onnx": b"old model"}
+
+
+def test_the_report_recipe_trains_on_synthetic_data(tmp_path):
+    """The report recipe sets a synthetic fraction of 0; with --data synthetic that was taken
+    for the user's own --synthetic-fraction and refused."""
+    args = ["train", "--out", str(tmp_path / "r"), "--data", "synthetic", "--epochs", "1", *TINY]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
 
 
 def test_infinite_budgets_and_out_of_range_seeds_are_refused(tmp_path):

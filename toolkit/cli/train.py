@@ -270,6 +270,7 @@ def train(
         permute_colours=permute_colours,
     )
     _check_lr_step(lr_step, settings["schedule"], recipe, schedule_given=schedule is not None)
+    _check_synthetic_fraction(data, synthetic_fraction)
     uses_residual = settings.pop("residual")
     budget_s = parse_duration(budget) if budget is not None else None
     configs = []
@@ -333,6 +334,18 @@ def _check_lr_step(
         raise UserInputError(
             f"--lr-step sets the step schedule's period; this run's schedule is {schedule} "
             f"({source}): use --schedule step"
+        )
+
+
+def _check_synthetic_fraction(data: str, fraction: float | None) -> None:
+    """A --synthetic-fraction the user gave (not a recipe's) other than 1 with --data synthetic:
+    refused, where it was ignored."""
+    if data == "synthetic" and fraction not in (None, 1.0):
+        from n2nkit.errors import UserInputError
+
+        raise UserInputError(
+            "--data synthetic is all synthetic images; --synthetic-fraction sets the share mixed "
+            "into builtin or a folder of photos"
         )
 
 
