@@ -36,6 +36,7 @@ from n2nkit.errors import UserInputError, VerificationError, first_line
 from n2nkit.export import verify
 from n2nkit.export.onnx_export import DEFAULT_OPSET, metadata_for
 from n2nkit.export.tensorrt_engine import DEFAULT_PROFILES, PRECISIONS, Profile
+from n2nkit.fileio import drop_set_aside, restore_set_aside, set_aside
 from n2nkit.runtime.artifacts import BY_KIND, MANIFEST, TIMING_CACHE, scan, sidecar_path
 from n2nkit.runtime.metadata import ModelMetadata
 
@@ -420,9 +421,11 @@ def export_model(
                     (out_dir / MANIFEST).unlink(missing_ok=True)
                 raise
             if any(row.passed for row in rows):  # new artifacts exist: the old ones go
-                shutil.rmtree(out_dir / REPLACED, ignore_errors=True)
+                drop_set_aside(out_dir, REPLACED)
             else:  # every artifact failed its verification: the old ones come back
                 _restore_replaced(out_dir)
+                if not scan(out_dir):
+                    (out_dir / MANIFEST).unlink(missing_ok=True)
             return rows
     except BaseException:
         if created and not scan(out_dir):
@@ -474,7 +477,12 @@ def _claim_folder(out_dir: Path, source: str, print_: str, overwrite: bool) -> N
     artifacts (or replace them all with ``overwrite``, once the export ends); clear a killed
     export's leftovers; write the manifest. Called with the folder's lock held."""
     from n2nkit.fileio import remove_leftovers
-    from n2nkit.runtime.artifacts import artifact_files, read_manifest, write_manifest
+    from n2nkit.runtime.artifacts import (
+        artifact_files,
+        contract_names,
+        read_manifest,
+        write_manifest,
+    )
 
     _restore_replaced(out_dir)  # an earlier --overwrite export was killed
     present = artifact_files(out_dir)
@@ -490,9 +498,7 @@ def _claim_folder(out_dir: Path, source: str, print_: str, overwrite: bool) -> N
         )
     remove_leftovers(out_dir, LEFTOVERS)
     if present and not same:  # kept aside until this export ends (_restore_replaced)
-        (out_dir / REPLACED).mkdir()
-        for path in present:
-            path.replace(out_dir / REPLACED / path.name)
+        set_aside(out_dir, contract_names(), REPLACED)
     write_manifest(out_dir, source, print_)
 
 
@@ -500,16 +506,9 @@ def _restore_replaced(out_dir: Path) -> None:
     """Put back the artifacts an ``--overwrite`` export set aside, over whatever it published:
     called when that export fails or is interrupted, and before the next export of a folder
     whose export was killed. The folder is then as it was before the overwrite."""
-    from n2nkit.runtime.artifacts import artifact_files
+    from n2nkit.runtime.artifacts import contract_names
 
-    kept = out_dir / REPLACED
-    if not kept.is_dir():
-        return
-    for path in artifact_files(out_dir):
-        path.unlink()
-    for path in kept.iterdir():
-        path.replace(out_dir / path.name)
-    kept.rmdir()
+    restore_set_aside(out_dir, contract_names(), REPLACED)
 
 
 def int8_calibrations(name: str) -> tuple[str, ...]:

@@ -151,10 +151,15 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
     return info
 
 
-def artifact_files(folder: Path) -> list[Path]:
-    """Every file of the contract present in ``folder``: artifacts, engine sidecars and the
-    manifest (not the timing cache, which belongs to the machine, not to a checkpoint)."""
-    folder = Path(folder)
+def contract_names() -> list[str]:
+    """The names of every file of the contract: artifacts, engine sidecars and the manifest
+    (not the timing cache, which belongs to the machine, not to a checkpoint)."""
     names = [k.file for k in KINDS]
     names += [sidecar_path(Path(k.file)).name for k in KINDS if k.format == "tensorrt"]
-    return [folder / n for n in (*names, MANIFEST) if (folder / n).is_file()]
+    return [*names, MANIFEST]
+
+
+def artifact_files(folder: Path) -> list[Path]:
+    """Every file of the contract (:func:`contract_names`) present in ``folder``."""
+    folder = Path(folder)
+    return [folder / n for n in contract_names() if (folder / n).is_file()]

@@ -54,20 +54,20 @@ def describe(image: np.ndarray, batched: bool = False) -> Layout:
     return Layout(image.shape, image.dtype, 3 if channels >= 3 else 1)
 
 
-# Float pixels are on a 0-1 scale; simulated noise pushes them outside it (σ = 255, the most a
-# noise spec allows, reaches ±6 at 6σ; shot noise at few photons, several times 1). Beyond
-# these they are on another scale (0-255 floats), which clipping would turn white.
-FLOAT_RANGE = (-10.0, 10.0)
+# Float pixels are on a 0-1 scale. Simulated noise takes single values far outside it (shot
+# noise at a tenth of a photon, tens), but not their mean (zero-mean noise); a 0-255 image's
+# mean is far above it, and clipping it would turn the image white.
+FLOAT_MEAN_RANGE = (-0.5, 1.5)
 
 
 def check_float_range(values: np.ndarray, what: str) -> None:
     """:class:`UserInputError` for NaN, infinities or floats on another scale than 0-1."""
-    low, high = float(np.min(values)), float(np.max(values))  # NaN propagates to both
-    if not (math.isfinite(low) and math.isfinite(high)):
+    mean = float(np.mean(values, dtype=np.float64))  # one pass; NaN and ±inf make it non-finite
+    if not math.isfinite(mean):
         raise UserInputError(f"{what} holds NaN or infinite values")
-    if low < FLOAT_RANGE[0] or high > FLOAT_RANGE[1]:
+    if not FLOAT_MEAN_RANGE[0] <= mean <= FLOAT_MEAN_RANGE[1]:
         raise UserInputError(
-            f"{what} holds floats from {low:.4g} to {high:.4g}; float pixels are on a 0-1 scale: "
+            f"{what} holds floats averaging {mean:.4g}; float pixels are on a 0-1 scale: "
             "divide 8-bit values by 255 and 16-bit ones by 65535 (or pass the integer array)"
         )
 

@@ -402,13 +402,15 @@ def test_one_noise_level_written_two_ways_is_one_column(untrained_truncated_onnx
 
 
 def test_the_float_protocol_measures_strong_noise(untrained_truncated_onnx, tmp_path) -> None:
-    """Unclipped gaussian:75 spans about -1.3 to 2.2: the runtime's check against 0-255 floats
-    once failed every row of the older protocol at such levels."""
+    """Unclipped gaussian:75 spans about -1.3 to 2.2 and poisson:0.1 reaches tens: the
+    runtime's check against 0-255 floats once failed every row of the older protocol (the PSNR
+    and the latency runs) at such levels."""
     out = tmp_path / "report"
     args = ["compare", str(untrained_truncated_onnx[0]), "--out", str(out), "--noise",
-            "gaussian:75", "--float-noise", "--target", "cpu-fp32", "--no-baselines",
-            "--budget", "0", "--min-runs", "1", "--warmup", "0"]  # fmt: skip
+            "gaussian:75", "--noise", "poisson:0.1", "--float-noise", "--target", "cpu-fp32",
+            "--no-baselines", "--budget", "0", "--min-runs", "1", "--warmup", "0"]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = json.loads((out / "report.json").read_text())["rows"]
     assert [r["status"] for r in rows] == ["measured"]
+    assert set(rows[0]["psnr"]) == {"gaussian:75", "poisson:0.1"}

@@ -133,3 +133,70 @@ def remove_leftovers(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
                 leftover.unlink(missing_ok=True)
             removed.append(leftover)
     return removed
+
+
+# ------------------------------------------------------------------ replace only once new exist
+KEPT_LIST = ".names.json"  # inside a set-aside folder: the names it holds, written first
+
+
+def set_aside(folder: Path, names: list[str], kept: str) -> None:
+    """Move ``folder``'s files ``names`` (those present) into ``folder/kept``, so a run that
+    replaces them can put them back (:func:`restore_set_aside`) until it has its own.
+
+    Interrupt-safe: the files move into ``kept + ".partial"`` under a list of their names
+    written first, and the folder takes its final name only once all of them are in it; a
+    partial one is undone by moving its files back, deleting nothing."""
+    import json
+
+    folder = Path(folder)
+    present = [n for n in names if (folder / n).is_file()]
+    if not present:
+        return
+    partial = folder / f"{kept}.partial"
+    partial.mkdir(exist_ok=True)
+    atomic_write_text(partial / KEPT_LIST, json.dumps(present))
+    for name in present:
+        (folder / name).replace(partial / name)
+    partial.replace(folder / kept)
+
+
+def restore_set_aside(folder: Path, names: list[str], kept: str) -> None:
+    """Put back what :func:`set_aside` kept, over the files of the run that replaced them:
+    each kept file replaces its namesake atomically, and of ``names`` only those the old run
+    did not have are deleted. Safe to interrupt and call again."""
+    import json
+    import shutil
+
+    folder = Path(folder)
+    shutil.rmtree(folder / f"{kept}.drop", ignore_errors=True)  # a drop cut short: garbage
+    partial = folder / f"{kept}.partial"
+    if partial.is_dir():  # set_aside was cut short: nothing new was written yet
+        for path in partial.iterdir():
+            if path.name != KEPT_LIST:
+                path.replace(folder / path.name)
+        shutil.rmtree(partial, ignore_errors=True)
+    store = folder / kept
+    if not store.is_dir():
+        return
+    try:
+        old = set(json.loads((store / KEPT_LIST).read_text()))
+    except (OSError, ValueError):
+        old = {p.name for p in store.iterdir()} - {KEPT_LIST}
+    for name in names:
+        if name in old:
+            if (store / name).is_file():  # not yet moved back by an earlier, cut-short call
+                (store / name).replace(folder / name)
+        else:
+            (folder / name).unlink(missing_ok=True)
+    shutil.rmtree(store, ignore_errors=True)
+
+
+def drop_set_aside(folder: Path, kept: str) -> None:
+    """The replacing run has its own files now: the kept ones go. Renamed to a tombstone
+    first, so an interrupt never leaves half a kept set that a restore would trust."""
+    import shutil
+
+    store, tomb = Path(folder) / kept, Path(folder) / f"{kept}.drop"
+    if store.is_dir():
+        store.replace(tomb)
+    shutil.rmtree(tomb, ignore_errors=True)

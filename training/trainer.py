@@ -313,7 +313,7 @@ def settle_config(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | No
     if not (out / LAST_NAME).is_file():
         raise CheckpointError(f"nothing to resume: {out / LAST_NAME} does not exist")
     ckpt = load_checkpoint(out / LAST_NAME)
-    saved = TrainConfig.from_dict(ckpt["config"])
+    saved = TrainConfig.from_dict({"variant": ckpt["model"]["variant"], **ckpt["config"]})
     # The run's identity (data, noise, model, recipe) comes from the checkpoint; how long and
     # where to run comes from this call.
     saved.out_dir = out
@@ -512,8 +512,10 @@ def _setup(config: TrainConfig) -> _Run:
             reconcile_metrics(run_dir / METRICS_NAME, run.start_epoch, run.history)
         if dist.enabled:  # last.pt holds rank 0's stream only: every rank a fresh, seeded one
             gen.manual_seed(config.seed + dist.rank + 7919 * (run.start_epoch + 1))
-    elif dist.is_main:  # --overwrite: the old run is set aside until this one ends an epoch
-        set_aside(run_dir)
+    else:  # --overwrite: the old run is set aside until this one ends an epoch
+        distributed.barrier(dist)  # once every rank has loaded --init (maybe OUT/best.pt)
+        if dist.is_main:
+            set_aside(run_dir)
     if config.qat:
         _simulate_int8(run)
     # DDP broadcasts rank 0's weights here, and the construction waits for every rank.

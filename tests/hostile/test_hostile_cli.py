@@ -133,7 +133,8 @@ def test_overwrite_replaces_every_artifact_and_the_same_checkpoint_adds_to_its_f
     _claim_folder(folder, "runB/best.pt", "sha256:b", overwrite=True)
     listing = [".n2nkit-replaced-export", ".notes.tmp", "export.json", "tensorrt.timing.cache"]
     assert sorted(os.listdir(folder)) == listing  # runA's set aside until the export ends
-    assert sorted(os.listdir(folder / ".n2nkit-replaced-export")) == sorted([*names, "export.json"])
+    kept = sorted(os.listdir(folder / ".n2nkit-replaced-export"))
+    assert kept == sorted([*names, "export.json", ".names.json"])
     assert read_manifest(folder)["source"] == "runB/best.pt"
 
 
