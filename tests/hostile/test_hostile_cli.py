@@ -53,6 +53,18 @@ def _one_line_error(result, code: int = 2) -> str:
     return lines[0]
 
 
+def _export_folder_of(tmp_path: Path, run: str) -> Path:
+    """An export folder of ``run``'s: a model.onnx, an INT8 model and the manifest naming it."""
+    from n2nkit.runtime.artifacts import write_manifest
+
+    folder = tmp_path / "exported"
+    folder.mkdir()
+    (folder / "model.onnx").write_bytes(f"{run} fp32 model".encode())
+    (folder / "model.int8.onnx").write_bytes(f"{run} int8 model".encode())
+    write_manifest(folder, f"{run}/best.pt", "sha256:" + run[-1].lower() * 64)
+    return folder
+
+
 @pytest.fixture(scope="module")
 def ckpt_a(tmp_path_factory) -> Path:
     return _checkpoint(tmp_path_factory.mktemp("a") / "a.pt", seed=1)
@@ -85,14 +97,8 @@ def test_out_that_cannot_be_a_folder_is_one_line_before_any_work(tmp_path, ckpt_
 
 # ------------------------------------------------------------------ one checkpoint per folder
 def test_export_into_another_checkpoints_folder_is_refused(tmp_path, ckpt_a):
-    from n2nkit.runtime.artifacts import write_manifest
 
-    # runA's export folder: its model.onnx and INT8 model, and the manifest naming runA.
-    folder = tmp_path / "exported"
-    folder.mkdir()
-    (folder / "model.onnx").write_bytes(b"runA fp32 model")
-    (folder / "model.int8.onnx").write_bytes(b"runA int8 model")
-    write_manifest(folder, "runA/best.pt", "sha256:" + "a" * 64)
+    folder = _export_folder_of(tmp_path, "runA")
     before = _digest(folder)
     ckpt_b = _checkpoint(tmp_path / "runB" / "best.pt", seed=2)
     line = _one_line_error(runner.invoke(app, ["export", str(ckpt_b), "-o", str(folder)]))
@@ -143,13 +149,7 @@ def test_an_interrupted_overwrite_leaves_the_old_artifacts_in_place(tmp_path, ck
     before the new ones were built left an empty folder. A real export, really terminated."""
     import signal
 
-    from n2nkit.runtime.artifacts import write_manifest
-
-    folder = tmp_path / "exported"
-    folder.mkdir()
-    (folder / "model.onnx").write_bytes(b"runB fp32 model")
-    (folder / "model.int8.onnx").write_bytes(b"runB int8 model")
-    write_manifest(folder, "runB/best.pt", "sha256:" + "b" * 64)
+    folder = _export_folder_of(tmp_path, "runB")
     before = _digest(folder)
     export = subprocess.Popen(
         [sys.executable, "-m", "n2nkit", "export", str(ckpt_a), "-o", str(folder), "--overwrite",

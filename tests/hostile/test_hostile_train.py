@@ -23,6 +23,15 @@ TINY = ["--epoch-size", "8", "--batch-size", "4", "--val-size", "4", "--crop", "
         "--threads", "1", "--recipe", "report", "--no-progress"]  # fmt: skip
 
 
+def _wait_until(process: subprocess.Popen, ready, failure: str, timeout: float = 120) -> None:
+    """Poll ``ready()`` while ``process`` runs; fail with ``failure`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{failure} in {timeout:.0f} s"
+        time.sleep(0.05)
+
+
 def _n2nkit(*args: str, **kwargs) -> subprocess.Popen:
     env = {**os.environ, "COLUMNS": "200"}
     return subprocess.Popen(
@@ -141,12 +150,8 @@ def test_sigterm_leaves_a_resumable_checkpoint_as_ctrl_c_does(tmp_path):
 
     run = tmp_path / "run"
     a = _n2nkit("train", "--out", str(run), "--epochs", "100000", *TINY)
-    try:
-        deadline = time.monotonic() + 120
-        while not (run / "metrics.jsonl").exists():  # training, not starting up
-            assert a.poll() is None, a.communicate()
-            assert time.monotonic() < deadline, "the run finished no epoch in 120 s"
-            time.sleep(0.2)
+    try:  # until it is training, not starting up
+        _wait_until(a, (run / "metrics.jsonl").exists, "the run finished no epoch")
     finally:
         a.send_signal(signal.SIGTERM)
         out, err = a.communicate(timeout=60)
@@ -222,12 +227,8 @@ def test_an_overwrite_interrupted_before_its_first_epoch_loses_nothing(tmp_path)
     a = _n2nkit(
         "train", "--out", str(run), "--overwrite", "--epochs", "1", *TINY, "--epoch-size", "1000000"
     )  # fmt: skip  (TINY's 8 overridden: a long epoch)
-    try:
-        deadline = time.monotonic() + 120
-        while not (run / ".n2nkit-replaced-run").exists():  # set up, training its first epoch
-            assert a.poll() is None, a.communicate()
-            assert time.monotonic() < deadline, "the run did not start in 120 s"
-            time.sleep(0.05)
+    try:  # until it is set up and training its first epoch
+        _wait_until(a, (run / ".n2nkit-replaced-run").exists, "the run did not start")
     finally:
         a.send_signal(signal.SIGTERM)
         _, err = a.communicate(timeout=60)

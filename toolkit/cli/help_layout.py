@@ -20,27 +20,22 @@ def _untyped(params: Iterable[Any]) -> None:
             param.metavar = ""  # what the type column shows instead of <bool>
 
 
-class FlagCommand(TyperCommand):
+class _FlagsWithoutType:
+    """Mixin for Typer's command classes: flags (and ``--help``) show an empty type column."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _untyped(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        _untyped([option] if option is not None else [])
+        return option
+
+
+class FlagCommand(_FlagsWithoutType, TyperCommand):
     """A command whose help shows flags without a type."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _untyped(self.params)
 
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        _untyped([option] if option is not None else [])
-        return option
-
-
-class FlagGroup(TyperGroup):
+class FlagGroup(_FlagsWithoutType, TyperGroup):
     """The command group (``n2nkit``) with the same help layout as :class:`FlagCommand`."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        _untyped(self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        _untyped([option] if option is not None else [])
-        return option
