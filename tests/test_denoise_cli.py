@@ -149,6 +149,21 @@ def test_a_file_that_appears_at_the_output_while_writing_is_kept(tmp_path: Path)
     assert read_image(target).pixels.shape == (*ODD, 3)
 
 
+def test_an_input_in_a_format_it_cannot_write_back_is_refused_up_front(tmp_path: Path) -> None:
+    """A .jfif (JPEG) given by name was read and denoised, then refused at writing."""
+    from PIL import Image
+
+    Image.fromarray(_noisy((*ODD, 3))).save(tmp_path / "a.jfif", format="JPEG")
+    write_image(tmp_path / "b.png", _noisy((*ODD, 3)))
+    args = [str(tmp_path / "a.jfif"), str(tmp_path / "b.png"), "--out", str(tmp_path / "out")]
+    result = _invoke(*args)
+    assert result.exit_code == 2 and "reads .jfif but cannot write it" in result.output
+    assert not (tmp_path / "out").exists()
+    result = _invoke(*args, "--format", "png")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png"]
+
+
 def test_a_batch_that_writes_nothing_leaves_no_output_folder(tmp_path: Path) -> None:
     src = tmp_path / "in"
     src.mkdir()

@@ -64,6 +64,11 @@ def plan_jobs(
     for source in sources:
         if to_folder:
             suffix = f".{fmt.lower().lstrip('.')}" if fmt else source.suffix
+            if suffix.lower() not in FORMATS:  # readable, not writable (.jfif): say so now
+                raise UserInputError(
+                    f"{source.name}: n2nkit reads {suffix} but cannot write it; give --format "
+                    f"({', '.join(sorted(f.lstrip('.') for f in FORMATS))})"
+                )
             jobs.append(Job(source, out / (source.stem + suffix)))
         else:
             named = output_format(out)  # fail now on an unknown extension
