@@ -369,3 +369,18 @@ def test_a_multi_variant_resume_names_what_each_folder_trained(tmp_path):
     table = result.output[result.output.index("n2nkit train") :]
     rows = [line.split("│")[1].strip() for line in table.splitlines() if line.count("│") > 2]
     assert rows == ["truncated", "truncated"], table
+
+
+def test_training_on_in_a_folder_that_holds_an_export_says_to_re_export(tmp_path):
+    """`n2nkit export run --out run`, then `train --resume --out run`: the artifacts are now of
+    older weights (compare refuses such a folder); the resume says so as it ends."""
+    from n2nkit.runtime.artifacts import write_manifest
+
+    run = tmp_path / "run"
+    assert runner.invoke(app, ["train", "--out", str(run), "--epochs", "1", *TINY]).exit_code == 0
+    write_manifest(run, str(run / "best.pt"), "sha256:" + "0" * 64)
+    args = ["train", "--out", str(run), "--resume", "--epochs", "2", "--no-progress"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "holds artifacts exported before this training: re-export" in result.stderr
+    assert f"n2nkit export {run} --out {run} --overwrite" in " ".join(result.stderr.split())

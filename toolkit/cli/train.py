@@ -316,6 +316,7 @@ def train(
             f"(noisy input {result.val_psnr_noisy:.2f} dB) after {result.epochs_completed} "
             f"epochs -> {result.best_checkpoint}"
         )
+        _note_stale_export(result.run_dir)
     if len(results) > 1 and not results[0].rank:
         _print_summary(configs, results)
     from n2nkit.training.distributed import finish
@@ -334,6 +335,19 @@ def _check_lr_step(
         raise UserInputError(
             f"--lr-step sets the step schedule's period; this run's schedule is {schedule} "
             f"({source}): use --schedule step"
+        )
+
+
+def _note_stale_export(run_dir: Path) -> None:
+    """The run folder also holds an export (``n2nkit export RUN --out RUN``): its artifacts are
+    of the weights before this training, which compare and denoise would otherwise use."""
+    from n2nkit.cli.console import print_note
+    from n2nkit.runtime.artifacts import MANIFEST
+
+    if (Path(run_dir) / MANIFEST).is_file():
+        print_note(
+            f"{run_dir} also holds artifacts exported before this training: re-export them with "
+            f"`n2nkit export {run_dir} --out {run_dir} --overwrite`"
         )
 
 
