@@ -263,6 +263,8 @@ def _frames_note(image) -> list[str]:
     frames = int(getattr(image, "n_frames", 1) or 1)
     if frames <= 1:
         return []
+    if image.format == "MPO":  # a JPEG with more pictures (a stereo pair, a preview)
+        return [f"MPO with {frames} pictures: only the first picture is denoised"]
     kind = "animated " + (image.format or "image") if image.format != "TIFF" else "TIFF"
     return [f"{kind} with {frames} frames: only the first frame is denoised"]
 

@@ -165,6 +165,18 @@ def test_animated_png_says_only_the_first_frame_is_denoised(tmp_path: Path) -> N
     assert abs(float(np.asarray(Image.open(target)).mean()) - 60) < 10  # the first frame
 
 
+def test_a_multi_picture_jpeg_is_not_called_animated(tmp_path: Path) -> None:
+    """An MPO (a camera's stereo pair or preview) holds pictures, not animation frames."""
+    source, target = tmp_path / "pair.mpo", tmp_path / "out.png"
+    pictures = [Image.fromarray(np.full((*SHAPE, 3), v, np.uint8)) for v in (60, 200)]
+    pictures[0].save(source, format="MPO", save_all=True, append_images=pictures[1:])
+    result = _denoise(source, target)
+    assert result.exit_code == 0, result.output
+    notes = _notes(result)
+    assert any("MPO with 2 pictures: only the first picture" in n for n in notes), notes
+    assert not any("animated" in n for n in notes)
+
+
 def _exif_with_text_orientation() -> bytes:
     """A big-endian EXIF block whose Orientation (0x0112) is the ASCII string "six"."""
     entry = struct.pack(">HHI", 0x0112, 2, 4) + b"six\x00"
