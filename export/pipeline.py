@@ -416,16 +416,12 @@ def export_model(
                                       profiles=trt_profiles, timing_cache=timing_cache,
                                       tolerances=tolerances, seed=seed, say=say)  # fmt: skip
             except BaseException:
-                _restore_replaced(out_dir)  # --overwrite replaces only once new ones exist
-                if not scan(out_dir):  # no artifacts: the manifest would describe nothing
-                    (out_dir / MANIFEST).unlink(missing_ok=True)
+                _undo_export(out_dir)  # --overwrite replaces only once new ones exist
                 raise
             if any(row.passed for row in rows):  # new artifacts exist: the old ones go
                 drop_set_aside(out_dir, REPLACED)
             else:  # every artifact failed its verification: the old ones come back
-                _restore_replaced(out_dir)
-                if not scan(out_dir):
-                    (out_dir / MANIFEST).unlink(missing_ok=True)
+                _undo_export(out_dir)
             return rows
     except BaseException:
         if created and not scan(out_dir):
@@ -500,6 +496,14 @@ def _claim_folder(out_dir: Path, source: str, print_: str, overwrite: bool) -> N
     if present and not same:  # kept aside until this export ends (_restore_replaced)
         set_aside(out_dir, contract_names(), REPLACED)
     write_manifest(out_dir, source, print_)
+
+
+def _undo_export(out_dir: Path) -> None:
+    """An export that failed or produced nothing: the artifacts it was to replace come back,
+    and a manifest left describing no artifact goes."""
+    _restore_replaced(out_dir)
+    if not scan(out_dir):
+        (out_dir / MANIFEST).unlink(missing_ok=True)
 
 
 def _restore_replaced(out_dir: Path) -> None:

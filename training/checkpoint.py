@@ -201,15 +201,13 @@ def _check_config(config: dict[str, Any], variant: str, path) -> None:
     break them) and name the weights' variant. Types only: value rules (limits on noise, budget)
     may tighten in later versions, and an old checkpoint must still export; a resume checks
     the values itself (:meth:`TrainConfig.validate`)."""
-    from n2nkit.training.config import TrainConfig
-
     if config.get("variant", variant) != variant:  # absent: the weights' (a minimal config)
         raise CheckpointError(
             f"{path}: its config says variant {config.get('variant')!r} but its weights are "
             f"{variant!r}"
         )
     try:
-        saved = TrainConfig.from_dict({"variant": variant, **config})
+        saved = saved_config({"config": config, "model": {"variant": variant}})
     except (TypeError, ValueError, IndexError, KeyError) as exc:
         reason = first_line(exc)
         raise CheckpointError(f"{path} has an unusable training config: {reason}") from None
@@ -218,6 +216,14 @@ def _check_config(config: dict[str, Any], variant: str, path) -> None:
         raise CheckpointError(
             f"{path} has an unusable training config: {', '.join(wrong)} of the wrong type"
         )
+
+
+def saved_config(ckpt: dict[str, Any]):
+    """The run's :class:`~n2nkit.training.config.TrainConfig` as the checkpoint saved it; a
+    minimal config without ``variant`` takes the weights' (as ``from_dict`` fills the rest)."""
+    from n2nkit.training.config import TrainConfig
+
+    return TrainConfig.from_dict({"variant": ckpt["model"]["variant"], **ckpt["config"]})
 
 
 def _config_types(c: Any) -> dict[str, bool]:

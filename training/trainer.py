@@ -40,6 +40,7 @@ from n2nkit.training.checkpoint import (
     build_payload,
     load_checkpoint,
     save_checkpoint,
+    saved_config,
 )
 from n2nkit.training.config import TrainConfig
 from n2nkit.training.data import (
@@ -313,7 +314,7 @@ def settle_config(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any] | No
     if not (out / LAST_NAME).is_file():
         raise CheckpointError(f"nothing to resume: {out / LAST_NAME} does not exist")
     ckpt = load_checkpoint(out / LAST_NAME)
-    saved = TrainConfig.from_dict({"variant": ckpt["model"]["variant"], **ckpt["config"]})
+    saved = saved_config(ckpt)
     # The run's identity (data, noise, model, recipe) comes from the checkpoint; how long and
     # where to run comes from this call.
     saved.out_dir = out
