@@ -17,7 +17,8 @@ verifier); the file names are the runtime's artifact contract (:mod:`n2nkit.runt
 
 Engines are strongly typed, so each is built from an ONNX model of its precision: FP32 from
 ``model.onnx``, FP16 from an FP16 model, INT8 from a *symmetric* QDQ model (INT8, zero points 0,
-what TensorRT's parser accepts), the last two made for the engine in the scratch folder;
+what TensorRT's parser accepts; Q/DQ on convolution inputs only, so TensorRT fuses each
+convolution with its activation), the last two made for the engine in the scratch folder;
 ``model.int8.onnx`` keeps what measures best on the CPU (asymmetric UINT8).
 """
 

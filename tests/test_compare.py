@@ -46,7 +46,14 @@ def test_compare_cli_rejects_bad_input(tmp_path: Path) -> None:
 def report_dir(exported_n2n: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report")
     args = ["compare", str(exported_n2n), "--out", str(out), "--noise", "gaussian:25"]
-    for target in ("cpu-fp32", "mobile-int8-1t", "mobile-fp32-1t", "gpu-trt-fp16", "gpu-ort-cuda"):
+    for target in (
+        "cpu-fp32",
+        "mobile-int8-1t",
+        "mobile-fp32-1t",
+        "gpu-trt-fp16",
+        "gpu-trt-int8",
+        "gpu-ort-cuda",
+    ):
         args += ["--target", target]
     args += ["--baseline", "nlm", "--budget", "0", "--min-runs", "1", "--warmup", "0"]
     result = runner.invoke(app, args)
@@ -74,7 +81,7 @@ def test_cpu_rows_are_measured_and_gpu_rows_skipped_with_reason(report_dir: Path
     assert int8["status"] == "measured"
     assert set(int8["latency"]) >= {"512x512x1", "720x1280x1", "32x32x400"}
     assert abs(int8["psnr_delta"]["gaussian:25"]) < 1.0
-    for target in ("gpu-trt-fp16", "gpu-ort-cuda"):
+    for target in ("gpu-trt-fp16", "gpu-trt-int8", "gpu-ort-cuda"):
         row = next(r for (m, t), r in rows.items() if t == target)
         assert row["status"] == "skipped" and row["reason"], row
     nlm = rows[("nlm", "cpu-python")]

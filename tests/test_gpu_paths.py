@@ -63,6 +63,31 @@ def test_engine_bound_int8_model_has_int8_zero_points_of_zero(int8_models) -> No
     assert tensorrt_qdq_problems(cpu_model)
 
 
+def test_engine_bound_int8_model_rounds_after_the_activation_only(int8_models) -> None:
+    """Q/DQ on the inputs of convolutions, none on their outputs or around LeakyReLU (so
+    TensorRT fuses them and rounds once), and the input convolutions and the residual skip
+    read the input as it is; the CPU artifact quantizes every tensor (onnxruntime's CPU INT8
+    convolution needs its output quantized)."""
+    cpu, trt = (onnx.load(str(path)) for path in int8_models)
+
+    def rounded_producers(model: onnx.ModelProto) -> set[str]:
+        producer = {out: node.op_type for node in model.graph.node for out in node.output}
+        return {
+            producer[n.input[0]]
+            for n in model.graph.node
+            if n.op_type == "QuantizeLinear" and n.input[0] in producer
+        }
+
+    assert rounded_producers(trt).isdisjoint({"Conv", "Add"})
+    assert {"Conv", "LeakyRelu"} <= rounded_producers(cpu)
+    producer = {out: node for node in trt.graph.node for out in node.output}
+    leaky = [n for n in trt.graph.node if n.op_type == "LeakyRelu"]
+    assert leaky and all(producer[n.input[0]].op_type in ("Conv", "Add") for n in leaky)
+    source = trt.graph.input[0].name
+    readers = [n for n in trt.graph.node if source in n.input]
+    assert {n.op_type for n in readers} >= {"Conv", "Add"}  # in float: no Q between
+
+
 def test_engine_bound_int8_model_still_denoises(int8_models) -> None:
     """Symmetric INT8 runs in onnxruntime on the CPU too, close to the FP32 model."""
     import onnxruntime as ort

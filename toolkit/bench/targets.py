@@ -86,6 +86,15 @@ TARGETS: tuple[Target, ...] = (
         "TensorRT FP32 engine",
     ),
     Target(
+        "gpu-trt-int8",
+        "desktop-gpu",
+        "trt",
+        "trt-int8",
+        None,
+        DESKTOP_SIZES,
+        "TensorRT INT8 engine (explicit Q/DQ, built by export --trt)",
+    ),
+    Target(
         "gpu-ort-cuda",
         "desktop-gpu",
         "ort-cuda",
