@@ -18,7 +18,6 @@ the calls in progress, and a call after it is a clear error.
 
 from __future__ import annotations
 
-import numbers
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,6 +40,7 @@ from n2nkit.runtime.pixels import (
 )
 from n2nkit.runtime.streaming import denoise_streamed, padded_size
 from n2nkit.runtime.tiling import pad_to, round_up, run_tiled
+from n2nkit.sysinfo import check_threads
 
 DEFAULT_TILE = 1024  # sides above this are tiled: about 1 MP per call
 DEFAULT_OVERLAP = 64  # pixels shared by neighbouring tiles, blended
@@ -146,20 +146,6 @@ def _start(name: str, file: Path, threads: int | None) -> Backend:
     from n2nkit.runtime.ort_backend import OrtBackend
 
     return OrtBackend(file, device=name.removeprefix("ort-"), threads=threads)
-
-
-def check_threads(threads: object) -> None:
-    """None (all cores) or a whole number from 1 to 4 per CPU: onnxruntime hangs when it
-    cannot create thousands, and a pybind TypeError is all it says to a float or a string."""
-    from n2nkit.sysinfo import max_threads
-
-    if threads is None:
-        return
-    most = max_threads()
-    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
-        raise UserInputError(f"threads must be a whole number, got {threads!r}")
-    if not 1 <= threads <= most:
-        raise UserInputError(f"threads must be from 1 to {most} (4 per CPU here), got {threads}")
 
 
 class Denoiser:

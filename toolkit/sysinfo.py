@@ -44,6 +44,23 @@ def max_threads() -> int:
     return 4 * (os.cpu_count() or 1)
 
 
+def check_threads(threads: object) -> None:
+    """None (all cores) or a whole number from 1 to :func:`max_threads`, for training and the
+    runtime alike: onnxruntime hangs when it cannot create thousands, and a pybind TypeError is
+    all it says to a float or a string."""
+    import numbers
+
+    from n2nkit.errors import UserInputError
+
+    if threads is None:
+        return
+    most = max_threads()
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise UserInputError(f"threads must be a whole number, got {threads!r}")
+    if not 1 <= threads <= most:
+        raise UserInputError(f"threads must be from 1 to {most} (4 per CPU here), got {threads}")
+
+
 def usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from n2nkit.errors import UnknownNameError, UserInputError
-from n2nkit.sysinfo import max_threads
+from n2nkit.sysinfo import check_threads
 
 SUPERVISIONS = ("noisy", "clean")  # Noise2Noise | Noise2Clean
 LOSSES = ("mse", "l1")
@@ -146,13 +146,7 @@ class TrainConfig:
             )
         if not all(0 <= b < 1 for b in self.betas):
             raise UserInputError(f"Adam betas must lie in [0, 1), got {self.betas}")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise UserInputError(f"threads must be at least 1, got {self.num_threads}")
-        most = max_threads()
-        if self.num_threads is not None and self.num_threads > most:
-            raise UserInputError(
-                f"threads must be at most {most} (4 per CPU here), got {self.num_threads}"
-            )
+        check_threads(self.num_threads)
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
             raise UserInputError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N")
         return self
