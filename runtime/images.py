@@ -25,6 +25,7 @@ import numpy as np
 
 from n2nkit.errors import OutOfMemoryError, UserInputError, first_line
 from n2nkit.runtime import png16, tiff
+from n2nkit.runtime.pixels import channel_count
 
 FORMATS = {
     ".png": "PNG",
@@ -129,16 +130,11 @@ def _pixels(image, path: Path) -> tuple[np.ndarray, list[str]]:
     """Decode to uint8/uint16 grey, grey + alpha, RGB or RGBA; a colour key becomes alpha."""
     key = image.info.get("transparency") if image.mode not in ("P", "PA") else None
     pixels, notes = _decoded(image, path)
-    channels = _channels(pixels)
+    channels = channel_count(pixels)
     if isinstance(key, int | tuple) and channels in (1, 3):  # not when alpha is there already
         pixels = _colour_key_to_alpha(pixels, key)
         notes.append("colour-key transparency (PNG tRNS): written as an alpha channel")
     return pixels, notes
-
-
-def _channels(pixels: np.ndarray) -> int:
-    """Samples per pixel of an H×W or H×W×C array."""
-    return 1 if pixels.ndim == 2 else pixels.shape[2]
 
 
 def _colour_key_to_alpha(pixels: np.ndarray, key: int | tuple) -> np.ndarray:
@@ -295,7 +291,7 @@ def _to_8bit(pixels: np.ndarray) -> np.ndarray:
 def _fit_format(pixels: np.ndarray, fmt: str) -> tuple[np.ndarray, list[str]]:
     """Convert ``pixels`` to something ``fmt`` can hold; say what was given up."""
     notes: list[str] = []
-    channels = _channels(pixels)
+    channels = channel_count(pixels)
     if channels in (2, 4) and fmt in ("JPEG", "BMP"):
         # Pillow writes RGBA as a 32-bit BI_RGB BMP, whose fourth byte readers ignore
         pixels = pixels[..., : channels - 1]
@@ -329,7 +325,7 @@ def _metadata_to_keep(
     A profile for another colour model (a CMYK photo's profile on its RGB output, a grey
     profile on RGB) would make colour-managed viewers misread the pixels, so it is dropped."""
     notes: list[str] = []
-    channels = _channels(pixels)
+    channels = channel_count(pixels)
     space = icc[16:20].decode("latin-1") if icc and len(icc) >= 20 else None
     if icc and channels not in ICC_SPACES.get(space, ()):
         profile = space.strip() if space and space.isprintable() else "an unknown colour model"

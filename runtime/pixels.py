@@ -19,6 +19,11 @@ INTEGER_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
+def channel_count(pixels: np.ndarray) -> int:
+    """Samples per pixel of an H×W or H×W×C array."""
+    return 1 if pixels.ndim == 2 else pixels.shape[2]
+
+
 @dataclass(frozen=True)
 class Layout:
     """An image's (or batch's) shape and dtype, and how many of its channels are colour."""

@@ -24,6 +24,7 @@ from typing import IO
 import numpy as np
 
 from n2nkit.errors import UserInputError, first_line
+from n2nkit.runtime.pixels import channel_count
 
 MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
 ICC_TAG = 34675
@@ -211,7 +212,7 @@ def write_tiff(f: IO[bytes], pixels: np.ndarray, icc_profile: bytes | None = Non
     """Write H×W or H×W×C (C = 1..4) uint8/uint16 ``pixels`` as a deflate-compressed TIFF."""
     import tifffile
 
-    channels = 1 if pixels.ndim == 2 else pixels.shape[2]
+    channels = channel_count(pixels)
     if channels == 1 and pixels.ndim == 3:
         pixels = pixels[..., 0]
     options: dict = {
