@@ -11,7 +11,8 @@ shipped residual n2n (gaussian 0-50, training photos) MinMax lost 1.0 dB at σ=5
 outliers). So :func:`quantize_best` builds a few candidates and keeps the one with the highest
 PSNR on *other* noisy training crops, which leaves the validation crops the export reports on
 unseen by the choice. The loss is spread over all ~40 activation tensors (bypassing any single
-one recovers under 0.1 dB); weights cost under 0.02 dB. ``reduce_range`` (7-bit weights)
+one recovers under 0.1 dB); weights cost 0.004 dB at σ=25 and 0.025 dB at σ=15 on the shipped
+n2n (docs/models.md). ``reduce_range`` (7-bit weights)
 avoids the saturation of unreduced INT8 on CPUs without VNNI but costs precision where VNNI
 exists, so it is measured too. The graph is pre-processed with ``quant_pre_process``
 (optimisation only: symbolic shape inference cannot follow the dynamic Resize scales).
@@ -301,10 +302,11 @@ TENSORRT_UNQUANTIZED = ("LeakyRelu", "Add")  # run inside the fused convolution
 
 def input_convolutions(model: Any) -> list[str]:
     """Names of the convolutions that read the graph's input, kept in float in the
-    TensorRT-bound model.
+    TensorRT-bound model; none when another quantized node reads the input too (fft's
+    MatMul), since onnxruntime then hands every reader the rounded copy.
 
     Symmetric INT8 has 127 steps for an input in [0, 1]: half an 8-bit photo's precision, lost
-    before the network starts. These convolutions have 3 input channels (about 1 % of the
+    before the network starts. These convolutions have 3 input channels (about 3 % of n2n's
     work). They take the input as it is, so a residual network's skip (also the input as it
     is) adds the image the network saw. Measured on the shipped n2n (validation photos,
     σ = 25, ``percentile:99.99``), the INT8 loss was 0.047 dB with the input quantized
@@ -312,7 +314,20 @@ def input_convolutions(model: Any) -> list[str]:
     too.
     """
     source = model.graph.input[0].name
-    return [n.name for n in model.graph.node if n.op_type == "Conv" and source in n.input]
+    readers = [n for n in model.graph.node if source in n.input]
+    convolutions = [n.name for n in readers if n.op_type == "Conv"]
+    others = {n.op_type for n in readers if n.op_type != "Conv"}
+    return [] if others & set(_tensorrt_op_types(model)) else convolutions
+
+
+def _tensorrt_op_types(model: Any) -> list[str]:
+    """The op types the TensorRT-bound model quantizes: those of ``model`` onnxruntime has a
+    quantizer for (its default list), less :data:`TENSORRT_UNQUANTIZED`."""
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    quantizable = set(QLinearOpsRegistry) | set(QDQRegistry)
+    present = {node.op_type for node in model.graph.node}
+    return sorted((present & quantizable) - set(TENSORRT_UNQUANTIZED))
 
 
 def _tensorrt_options(options: dict[str, Any], model: Any, symmetric: bool) -> dict[str, Any]:
@@ -324,7 +339,8 @@ def _tensorrt_options(options: dict[str, Any], model: Any, symmetric: bool) -> d
 
     Measured on the shipped n2n (equalized, validation photos, σ 15 / 25 / 50, run by
     onnxruntime on the CPU, which computes what the engine computes): INT8 against FP32 lost
-    0.32 / 0.12 / 0.08 dB with a Q/DQ on every tensor, 0.11 / 0.06 / 0.02 dB placed so.
+    0.32 / 0.12 / 0.08 dB with a Q/DQ on every tensor, 0.11 / 0.06 / 0.02 dB placed so (each
+    with the calibration the export chose: ``percentile:99.99`` and ``99.999``).
     onnxruntime's CPU kernels have no INT8 convolution with a LeakyReLU inside, so the CPU
     artifact keeps a Q/DQ on every tensor (else its convolutions run in float).
     """
@@ -337,9 +353,7 @@ def _tensorrt_options(options: dict[str, Any], model: Any, symmetric: bool) -> d
         "QuantizeBias": False,
         "OpTypesToExcludeOutputQuantization": list(TENSORRT_FLOAT_OUTPUTS),
     }
-    present = {node.op_type for node in model.graph.node}
-    quantized = sorted(present - set(TENSORRT_UNQUANTIZED))
-    return {**options, "extra_options": extra, "op_types_to_quantize": quantized}
+    return {**options, "extra_options": extra, "op_types_to_quantize": _tensorrt_op_types(model)}
 
 
 QUIET_LOGGERS = ("", "onnxruntime", "onnxruntime.quantization")  # "" is the root logger

@@ -79,8 +79,16 @@ def test_engine_bound_int8_model_rounds_after_the_activation_only(int8_models) -
         }
 
     assert rounded_producers(trt).isdisjoint({"Conv", "Add"})
+    assert "LeakyRelu" in rounded_producers(trt)  # rounded after the activation instead
     assert {"Conv", "LeakyRelu"} <= rounded_producers(cpu)
     producer = {out: node for node in trt.graph.node for out in node.output}
+    meta = {p.key: p.value for p in trt.metadata_props}
+    floats = set(meta["n2nkit.int8_float_nodes"].split(","))
+    convs = [n for n in trt.graph.node if n.op_type == "Conv" and n.name not in floats]
+    assert len(convs) > 15  # every other convolution reads 8-bit input and weights
+    for conv in convs:
+        for name in conv.input[:2]:
+            assert producer[name].op_type == "DequantizeLinear", (conv.name, name)
     leaky = [n for n in trt.graph.node if n.op_type == "LeakyRelu"]
     assert leaky and all(producer[n.input[0]].op_type in ("Conv", "Add") for n in leaky)
     source = trt.graph.input[0].name

@@ -1,10 +1,11 @@
 """Deployment targets that ``n2nkit compare`` measures: backend + artifact + threads + sizes.
 
 Each target names the artifact kind it needs from an export folder (``fp32``, ``fp16``,
-``int8``, ``ort``, ``trt-fp32``, ``trt-fp16``: :data:`n2nkit.runtime.artifacts.KINDS`), so a
-target whose artifact or backend is missing is reported as skipped with the reason, never
-dropped. The PyTorch targets come first (as in Ultralytics' benchmark): they need the training
-checkpoint (:data:`CHECKPOINT`) and run the network in torch (:mod:`.torch_target`).
+``int8``, ``ort``, ``trt-fp32``, ``trt-fp16``, ``trt-int8``:
+:data:`n2nkit.runtime.artifacts.KINDS`), so a target whose artifact or backend is missing is
+reported as skipped with the reason, never dropped. The PyTorch targets come first (as in
+Ultralytics' benchmark): they need the training checkpoint (:data:`CHECKPOINT`) and run the
+network in torch (:mod:`.torch_target`).
 """
 
 from __future__ import annotations
