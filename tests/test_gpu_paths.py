@@ -96,6 +96,26 @@ def test_engine_bound_int8_model_rounds_after_the_activation_only(int8_models) -
     assert {n.op_type for n in readers} >= {"Conv", "Add"}  # in float: no Q between
 
 
+@pytest.mark.parametrize("variant, kept_float", [("n2n", 2), ("fft", 0)])
+def test_input_convolutions_stay_float_only_where_they_alone_read_the_input(
+    variant: str, kept_float: int, tmp_path: Path
+) -> None:
+    """fft's MatMul reads the input too, and onnxruntime then gives every reader the rounded
+    copy: excluding its convolutions would only run them in float on rounded input. (n2n's
+    input reaches the decoder through the split of its last concatenation: a convolution.)"""
+    from n2nkit.export.onnx_export import export_onnx, metadata_for
+    from n2nkit.export.quantize_int8 import input_convolutions
+    from n2nkit.training.models import create_model
+
+    network = create_model(variant).eval()
+    path = export_onnx(network, tmp_path / "m.onnx", metadata_for(network, None))
+    model = onnx.load(str(path))
+    source = model.graph.input[0].name
+    readers = {n.op_type for n in model.graph.node if source in n.input}
+    assert ("MatMul" in readers) == (variant == "fft")
+    assert len(input_convolutions(model)) == kept_float
+
+
 def test_engine_bound_int8_model_still_denoises(int8_models) -> None:
     """Symmetric INT8 runs in onnxruntime on the CPU too, close to the FP32 model."""
     import onnxruntime as ort
