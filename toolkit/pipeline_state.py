@@ -103,7 +103,7 @@ def clear(out: Path) -> None:
             )
         return
     for name in OUTPUTS:
-        target = Path(out) / name
+        target = out / name
         if target.is_dir():
             shutil.rmtree(target)
         elif target.exists():
