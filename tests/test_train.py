@@ -3,6 +3,7 @@ Ctrl-C, divergence and refused configurations."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -170,11 +171,24 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path: Path) -> None:
         ({"device": "tpu"}, UserInputError),
         ({"data": "/no/such/file.pt"}, UserInputError),
         ({"num_threads": 100_000}, UserInputError),  # torch.set_num_threads would crash
+        ({"epochs": 2.5}, UserInputError),  # range() would raise a TypeError mid-run
+        ({"seed": 1.0}, UserInputError),
     ],
 )
 def test_bad_configurations_are_user_errors(tmp_path: Path, kwargs, error) -> None:
     with pytest.raises(error):
-        train(TrainConfig(out=tmp_path / "r", epochs=1, **kwargs), progress=False)
+        train(TrainConfig(out=tmp_path / "r", **{"epochs": 1, **kwargs}), progress=False)
+
+
+def test_numpy_integers_are_taken_and_saved_as_plain_ints(tmp_path: Path) -> None:
+    import numpy as np
+
+    counts = {k: np.int64(v) for k, v in TINY.items()}
+    config = TrainConfig(variant="truncated", epochs=np.int32(1), seed=np.int64(3), **counts)
+    train(dataclasses.replace(config, out_dir=tmp_path / "r"), progress=False)
+    saved = load_checkpoint(tmp_path / "r" / "best.pt")["config"]  # weights_only load
+    assert saved["seed"] == 3 and type(saved["seed"]) is int
+    assert all(type(saved[k]) is int for k in ("epochs", *TINY))
 
 
 def test_config_round_trips_as_plain_data(tmp_path: Path) -> None:

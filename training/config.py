@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import re
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
@@ -20,6 +21,12 @@ SCHEDULES = ("step", "cosine")
 PAIRINGS = ("synthetic", "files", "neighbor")
 # Share of synthetic dead-leaves crops mixed into --data builtin (see docs/models.md, "Data").
 DEFAULT_SYNTHETIC_FRACTION = 0.6
+
+
+# Fields that hold whole numbers: counts of at least 1 (``epochs`` None: no limit), the seed,
+# and the thread count (None: every core).
+POSITIVE_FIELDS = ("epochs", "epoch_size", "batch_size", "lr_step", "crop", "val_size")
+WHOLE_FIELDS = (*POSITIVE_FIELDS, "seed", "num_threads")
 
 
 @dataclass
@@ -93,6 +100,10 @@ class TrainConfig:
             self.out_dir = Path("runs") / self.variant
         self.out_dir = Path(self.out_dir)
         self.betas = (float(self.betas[0]), float(self.betas[1]))
+        for name in WHOLE_FIELDS:  # numpy integers too; checkpoints store plain ints
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+                setattr(self, name, int(value))
 
     # ------------------------------------------------------------------ checks
     def validate(self) -> TrainConfig:
@@ -125,18 +136,12 @@ class TrainConfig:
             )
         if self.precision not in PRECISIONS:
             raise UnknownNameError("precision", self.precision, PRECISIONS)
-        positive = {
-            "epoch_size": self.epoch_size,
-            "batch_size": self.batch_size,
-            "crop": self.crop,
-            "lr_step": self.lr_step,
-            "val_size": self.val_size,
-        }
-        for name, value in positive.items():
+        for name in POSITIVE_FIELDS:
+            value = getattr(self, name)
+            if name == "epochs" and value is None:
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise UserInputError(f"{name} must be a positive whole number, got {value!r}")
-        if self.epochs is not None and self.epochs < 1:
-            raise UserInputError(f"epochs must be at least 1, got {self.epochs}")
         if self.budget_s is not None and not 0 < self.budget_s < math.inf:
             raise UserInputError(f"budget must be a positive, finite time, got {self.budget_s}s")
         check_seed(self.seed)
