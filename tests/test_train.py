@@ -191,6 +191,18 @@ def test_numpy_integers_are_taken_and_saved_as_plain_ints(tmp_path: Path) -> Non
     assert all(type(saved[k]) is int for k in ("epochs", *TINY))
 
 
+def test_seed_check_takes_numpy_integers_and_refuses_the_rest() -> None:
+    import numpy as np
+
+    from n2nkit.training.config import MAX_SEED, check_seed
+
+    for seed in (0, np.int64(7), np.uint32(MAX_SEED)):
+        check_seed(seed)
+    for seed in (True, -1, MAX_SEED + 1, 1.0, np.float64(2), "3"):
+        with pytest.raises(UserInputError, match="whole number"):
+            check_seed(seed)
+
+
 def test_config_round_trips_as_plain_data(tmp_path: Path) -> None:
     config = TrainConfig(variant="hls", out_dir=tmp_path, budget_s=30.0)
     d = config.to_dict()

@@ -190,7 +190,8 @@ MAX_SEED = 2**32 - 1  # numpy's and torch's generators take it, and seed + offse
 
 def check_seed(seed: object, option: str = "--seed") -> None:
     """Refuse a seed the random generators would reject with a traceback (negative, huge)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+    whole = isinstance(seed, numbers.Integral) and not isinstance(seed, bool)  # numpy's too
+    if not whole or not 0 <= seed <= MAX_SEED:
         raise UserInputError(f"{option} must be a whole number from 0 to {MAX_SEED}, got {seed}")
 
 
