@@ -24,6 +24,7 @@ convolution with its activation), the last two made for the engine in the scratc
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import time
@@ -329,7 +330,7 @@ def _engine_verifier(ctx: _Context, path: Path) -> verify.Runner:
 
     backend = TrtBackend(path)
     ctx.opened.append(backend)
-    return Denoiser(backend).denoise_planes
+    return functools.partial(Denoiser(backend).denoise_planes, raw=True)  # as PyTorch's
 
 
 # FP16 has no ORT row: converting on an x86 CPU folds FP16 convolutions back to FP32 weights

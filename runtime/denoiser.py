@@ -279,11 +279,18 @@ class Denoiser:
             planes, alpha = to_planes(images, layout)
             return from_planes(self._denoise_planes(planes), alpha, layout)
 
-    def denoise_planes(self, planes: np.ndarray) -> np.ndarray:
-        """float32 N×C×H×W in [0, 1] (C = 1 or 3), any H and W -> the same, denoised."""
+    def denoise_planes(self, planes: np.ndarray, raw: bool = False) -> np.ndarray:
+        """float32 N×C×H×W in [0, 1] (C = 1 or 3), any H and W -> the same, denoised, in
+        [0, 1]. Values outside [0, 1] are clipped first, as the Denoiser clips float images (the
+        range the model was trained on); ``planes`` is never written to. ``raw``: neither
+        side clipped, the network's own output, to compare with the network run elsewhere (the
+        export checks its TensorRT engines against PyTorch so)."""
         planes = check_planes(np.asarray(planes))
+        if not raw:
+            planes = np.clip(planes, 0.0, 1.0)  # a new array
         with self._in_use():
-            return self._denoise_planes(planes)
+            out = self._denoise_planes(planes)
+        return out if raw else np.clip(out, 0.0, 1.0, out=out)  # outputs overshoot a little
 
     def _denoise_planes(self, planes: np.ndarray) -> np.ndarray:
         """denoise_planes for planes already checked (``describe`` in __call__ and batch),

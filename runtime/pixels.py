@@ -100,6 +100,8 @@ def to_planes(images: np.ndarray, layout: Layout) -> tuple[np.ndarray, np.ndarra
     colour = x[..., : layout.colour]
     scale = INTEGER_SCALE.get(layout.dtype)
     planes = np.ascontiguousarray(colour.transpose(0, 3, 1, 2), dtype=np.float32)
+    if np.shares_memory(planes, images):  # float32 grey comes through as a view: never
+        planes = planes.copy()  # write into the caller's array (it may be read-only too)
     if scale is not None:
         planes *= np.float32(1.0 / scale)
     else:  # the model's value range: what it was trained on (8-bit photos are in it anyway)

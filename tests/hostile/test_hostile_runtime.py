@@ -326,3 +326,28 @@ def test_batch_refuses_one_colour_image() -> None:
         with pytest.raises(UserInputError, match="one H×W×C image, or 32 grey images"):
             denoiser.batch(image)
         assert denoiser.batch(image[None]).shape == (1, 32, 48, 3)
+
+
+def test_float_grey_images_are_never_written_to(tmp_path: Path) -> None:
+    """A float32 grey image reached the model as a view of the caller's array and was clipped
+    in place (a read-only one raised numpy's 'output array is read-only')."""
+    grey = np.random.default_rng(0).normal(0.5, 0.3, (24, 40)).astype(np.float32)
+    before = grey.copy()
+    grey.setflags(write=False)
+    with Denoiser.load(_model(tmp_path / "identity.onnx"), backend="ort-cpu") as denoiser:
+        one, batch = denoiser(grey), denoiser.batch(grey[None])
+    assert np.array_equal(grey, before)
+    np.testing.assert_allclose(one, np.clip(before, 0, 1), atol=1e-6)
+    np.testing.assert_allclose(batch[0], one, atol=1e-6)
+
+
+def test_denoise_planes_clips_both_sides_unless_raw(tmp_path: Path) -> None:
+    """Its output reached -0.03 to 1.02 on noisy edges (and anything on out-of-range input),
+    against its documented [0, 1]; ``raw`` keeps the network's own output for verification."""
+    planes = np.random.default_rng(0).uniform(-0.5, 1.5, (2, 3, 16, 16)).astype(np.float32)
+    before = planes.copy()
+    with Denoiser.load(_model(tmp_path / "double.onnx", factor=2.0), backend="ort-cpu") as d:
+        clipped, raw = d.denoise_planes(planes), d.denoise_planes(planes, raw=True)
+    assert np.array_equal(planes, before)
+    np.testing.assert_allclose(clipped, np.clip(np.clip(before, 0, 1) * 2, 0, 1), atol=1e-6)
+    np.testing.assert_allclose(raw, before * 2, atol=1e-6)
