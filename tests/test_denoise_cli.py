@@ -279,3 +279,17 @@ def test_denoise_command_never_imports_torch(tmp_path: Path) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out.png").is_file()
+
+
+def test_file_names_with_brackets_are_printed_as_they_are(tmp_path: Path) -> None:
+    """Names were read as rich markup: 'photo [edited].png' printed as 'photo .png', and a
+    folder path holding 'd[/red]x' ended in a MarkupError traceback after the file was written."""
+    folder = tmp_path / "d[" / "red]x"  # the path reads d[/red]x: a closing tag
+    folder.mkdir(parents=True)
+    source = folder / "photo [edited].png"
+    write_image(source, _noisy((*ODD, 3)))
+    target = folder / "out [v2].png"
+    result = _invoke(str(source), str(target))
+    assert result.exit_code == 0, result.output
+    assert f"{source} -> {target}" in result.output.replace("\n", "")
+    assert read_image(target).pixels.shape == (*ODD, 3)

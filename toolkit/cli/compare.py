@@ -126,6 +126,8 @@ def run_compare(
     torch_compile: bool = False,
 ) -> dict[str, Path]:
     """Shared by ``compare`` and ``pipeline``: measure with a spinner, print, write files."""
+    from rich.markup import escape
+
     from n2nkit.bench.compare import compare as run
     from n2nkit.bench.report import write_all
     from n2nkit.cli.console import console
@@ -145,7 +147,7 @@ def run_compare(
                 seed=seed,
                 clip_noise=clip_noise,
                 torch_compile=torch_compile,
-                on_step=lambda msg: status.update(f"measuring: {msg}"),
+                on_step=lambda msg: status.update(f"measuring: {escape(msg)}"),
             )
         paths = write_all(report, out)
     except BaseException:
@@ -155,7 +157,7 @@ def run_compare(
             shutil.rmtree(created, ignore_errors=True)  # a failed compare leaves no empty --out
         raise
     _print_report(console, report)
-    console.print("wrote " + ", ".join(str(p) for p in paths.values()))
+    console.print("wrote " + ", ".join(escape(str(p)) for p in paths.values()))
     failed = [r for r in report.rows if r.status == "failed"]
     if failed:  # the report is written, but a broken model must not pass for a measured one
         from n2nkit.errors import N2NError
@@ -170,6 +172,7 @@ def run_compare(
 
 
 def _print_targets(console, targets) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="compare targets")
@@ -178,7 +181,9 @@ def _print_targets(console, targets) -> None:
     for t in targets:
         sizes = ", ".join(f"{h}×{w}×{n}" for h, w, n in t.sizes)
         threads = str(t.threads) if t.threads else "all"
-        table.add_row(t.name, t.group, t.backend, t.artifact, threads, sizes)
+        table.add_row(
+            *(escape(str(c)) for c in (t.name, t.group, t.backend, t.artifact, threads, sizes))
+        )
     console.print(table)
 
 

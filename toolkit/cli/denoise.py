@@ -182,6 +182,8 @@ def denoise(
     ] = None,
 ) -> None:
     """Denoise images with a trained model (the shipped n2n unless --model says otherwise)."""
+    from rich.markup import escape
+
     from n2nkit.cli.console import console, print_note
     from n2nkit.errors import UserInputError
     from n2nkit.runtime import Denoiser
@@ -198,7 +200,7 @@ def denoise(
         print_note(note)
     meta = denoiser.metadata
     console.print(
-        f"{meta.variant} ({meta.precision}, {denoiser.path.name}) on {denoiser.backend}"
+        f"{meta.variant} ({meta.precision}, {escape(denoiser.path.name)}) on {denoiser.backend}"
         + (", quality mode (8-fold self-ensemble)" if ensemble else ""),
         highlight=False,
     )
@@ -224,6 +226,7 @@ def _run(
     overwrite: bool,
     progress: bool,
 ) -> int:
+    from rich.markup import escape
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -242,7 +245,7 @@ def _run(
     with Progress(*columns, console=console, disable=not progress, transient=True) as bar:
         task = bar.add_task("", total=len(jobs))
         for job in jobs:
-            bar.update(task, description=job.source.name)
+            bar.update(task, description=escape(job.source.name))
             start = time.perf_counter()
             try:
                 image = read_image(job.source, max_pixels)
@@ -260,8 +263,8 @@ def _run(
             else:
                 h, w = image.pixels.shape[:2]
                 seconds = time.perf_counter() - start
-                console.print(f"{job.source} -> {job.target} ({w}×{h}, {seconds:.2f} s)",
-                              highlight=False, soft_wrap=True)  # fmt: skip
+                line = f"{job.source} -> {job.target} ({w}×{h}, {seconds:.2f} s)"
+                console.print(escape(line), highlight=False, soft_wrap=True)
                 for note in notes:
                     print_note(note)
             bar.advance(task)

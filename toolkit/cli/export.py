@@ -204,6 +204,8 @@ def export(
 def run_export(checkpoint: Path, out: Path, label: str = "", **options: Any) -> list:
     """:func:`~n2nkit.export.pipeline.export_checkpoint` under a status line, then its table;
     :class:`~n2nkit.errors.VerificationError` naming the artifacts that did not pass."""
+    from rich.markup import escape
+
     from n2nkit.cli.console import console, print_note
     from n2nkit.errors import VerificationError
     from n2nkit.export.pipeline import export_checkpoint
@@ -215,6 +217,7 @@ def run_export(checkpoint: Path, out: Path, label: str = "", **options: Any) -> 
             f"{source} was saved before its first epoch ended: these are its starting weights "
             "(finish the run with `n2nkit train --resume` first)"
         )
+    label = escape(label)  # a run folder's name, not markup
     with console.status(f"exporting {label}".rstrip()) as status:
         progress = lambda message: status.update(f"exporting {label}{message}")  # noqa: E731
         rows = export_checkpoint(checkpoint, out, progress=progress, **options)
@@ -235,7 +238,7 @@ def print_results(rows: list, out: Path) -> None:
 
     from n2nkit.cli.console import console
 
-    table = Table(title=f"n2nkit export -> {out}")
+    table = Table(title=f"n2nkit export -> {escape(str(out))}")
     table.add_column("", no_wrap=True)
     table.add_column("artifact", no_wrap=True)
     table.add_column("precision")

@@ -87,6 +87,8 @@ def pipeline(
     ] = None,
 ) -> None:
     """Train, export (INT8/FP16/ORT, TensorRT if possible) and compare: the main job, end to end."""
+    from rich.markup import escape
+
     from n2nkit.bench.targets import select_targets
     from n2nkit.cli.console import console
     from n2nkit.errors import UserInputError
@@ -138,7 +140,9 @@ def pipeline(
     run_compare(models, out / "report", targets, [noise], ["nlm", "bm3d"],
                 budget=compare_budget, min_runs=compare_runs, warmup=1)  # fmt: skip
     state.mark("compare", "done")
-    console.print(f"[bold]pipeline finished[/]: report in {out / 'report' / 'report.md'}")
+    console.print(
+        f"[bold]pipeline finished[/]: report in {escape(str(out / 'report' / 'report.md'))}"
+    )
 
 
 def _train_step(state, configs: dict) -> None:
@@ -203,10 +207,12 @@ def _train(config, resuming: bool) -> None:
 
 
 def _export(run_dir: Path, out_dir: Path, trt: bool) -> None:
+    from rich.markup import escape
+
     from n2nkit.cli.console import console
     from n2nkit.cli.export import run_export
 
-    console.print(f"[bold]export {run_dir.name}[/] → {out_dir}")
+    console.print(f"[bold]export {escape(run_dir.name)}[/] → {escape(str(out_dir))}")
     run_export(run_dir, out_dir, f"{run_dir.name}: ", int8=True, fp16=True, ort=True, trt=trt)
 
 

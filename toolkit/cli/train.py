@@ -246,6 +246,8 @@ def train(
 
     Several GPUs: ``torchrun --nproc-per-node N -m n2nkit train ...`` (DistributedDataParallel).
     """
+    from rich.markup import escape
+
     from n2nkit.cli.console import console, print_note
     from n2nkit.training.config import TrainConfig, parse_duration
     from n2nkit.training.models import parse_variants
@@ -314,7 +316,7 @@ def train(
         console.print(
             f"{result.variant or config.variant}: val PSNR {result.best_val_psnr:.2f} dB "
             f"(noisy input {result.val_psnr_noisy:.2f} dB) after {result.epochs_completed} "
-            f"epochs -> {result.best_checkpoint}"
+            f"epochs -> {escape(str(result.best_checkpoint))}"
         )
         _note_stale_export(result.run_dir)
     if len(results) > 1 and not results[0].rank:
@@ -374,6 +376,7 @@ def _check_every_out(configs: list) -> None:
 
 def _print_summary(configs: list, results: list) -> None:
     """One table row per variant trained in this call."""
+    from rich.markup import escape
     from rich.table import Table
 
     from n2nkit.cli.console import console
@@ -387,6 +390,6 @@ def _print_summary(configs: list, results: list) -> None:
             str(r.epochs_completed),
             f"{r.best_val_psnr:.2f} dB",
             f"{r.best_val_psnr - r.val_psnr_noisy:+.2f} dB",
-            str(r.best_checkpoint),
+            escape(str(r.best_checkpoint)),
         )
     console.print(table)
