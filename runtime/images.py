@@ -348,7 +348,7 @@ def _write_file(path: Path, write, overwrite: bool = True) -> None:
     from n2nkit.fileio import atomic_write
 
     try:
-        atomic_write(path, write, suffix=path.suffix, replace=overwrite)
+        atomic_write(path, write, replace=overwrite)  # .tmp: a killed run's leftover is no image
     except FileExistsError:
         raise UserInputError(
             f"{path} appeared while n2nkit was writing it (another process?): kept as it is; "
@@ -404,7 +404,10 @@ def write_image(
 
 
 def image_files(folder: Path) -> list[Path]:
-    """Image files (by suffix, :data:`IMAGE_SUFFIXES`) directly inside ``folder``, by name."""
+    """Image files (by suffix, :data:`IMAGE_SUFFIXES`) directly inside ``folder``, by name;
+    hidden ones (``.name``) are not: macOS's ``._photo.png`` resource forks are no images."""
     return sorted(
-        p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        p
+        for p in Path(folder).iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
     )

@@ -19,6 +19,10 @@ def _umask() -> int:
     return mask
 
 
+NAME_MAX = 255  # bytes in a file name on Linux, macOS and Windows file systems
+TEMP_RANDOM = 8  # characters mkstemp adds
+
+
 def atomic_write(
     path: Path, write: Callable[[IO[bytes]], Any], *, suffix: str = ".tmp", replace: bool = True
 ) -> Path:
@@ -30,7 +34,10 @@ def atomic_write(
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    prefix = f".{path.name}."
+    if len(os.fsencode(prefix + suffix)) > NAME_MAX - TEMP_RANDOM:  # a long name still fits
+        prefix = ".n2nkit-write."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)

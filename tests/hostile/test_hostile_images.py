@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -340,3 +342,85 @@ def test_a_tile_no_larger_than_its_overlap_step_is_refused_before_any_work(tmp_p
     assert not (tmp_path / "out.png").exists()
     args[args.index("32")] = "64"  # the smallest tile that works
     assert runner.invoke(app, args).exit_code == 0 and (tmp_path / "out.png").is_file()
+
+
+# ------------------------------------------------------------------ awkward paths
+LONG = "日" * 90  # 270 bytes in UTF-8: over the 255-byte limit of a file name
+
+
+def _photo(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_noisy(*SHAPE, 3)).save(path)
+    return path
+
+
+def test_names_the_system_refuses_are_one_line(tmp_path: Path) -> None:
+    """A 270-byte name raised OSError 'File name too long' with a traceback, as input or output;
+    so did an output folder the system will not create."""
+    source = _photo(tmp_path / "in.png")
+    for args in ((source, tmp_path / f"{LONG}.png"), (tmp_path / f"{LONG}.png", source)):
+        result = _denoise(*args)
+        assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+        assert "File name too long" in result.output
+    assert [p.name for p in tmp_path.iterdir()] == ["in.png"]
+    if Path("/proc").is_dir():  # /proc refuses new folders, even to root
+        _refused(source, Path("/proc/n2nkit-hostile/"), "cannot create /proc/n2nkit-hostile")
+
+
+def test_a_name_near_the_limit_is_written(tmp_path: Path) -> None:
+    """The temporary file beside a 243-byte name took 14 bytes more than a name may hold."""
+    name = "日" * 80 + ".png"  # 244 bytes
+    source = _photo(tmp_path / "in" / name)
+    result = runner.invoke(app, ["denoise", str(source.parent), "--out", str(tmp_path / "out"),
+                                 "--backend", "ort-cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [name]
+
+
+def test_a_folder_is_not_written_into_a_folder_named_like_a_file(tmp_path: Path) -> None:
+    """`n2nkit denoise photos out.png` made a folder called out.png."""
+    source = _photo(tmp_path / "photos" / "a.png")
+    result = _denoise(source.parent, tmp_path / "out.png")
+    assert result.exit_code == 2 and "names a file" in result.output, result.output
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_dangling_link_at_the_output_counts_as_an_existing_file(tmp_path: Path) -> None:
+    """It said the file 'appeared while n2nkit was writing it (another process?)'."""
+    source = _photo(tmp_path / "in.png")
+    link = tmp_path / "out.png"
+    link.symlink_to(tmp_path / "nowhere" / "x.png")
+    _refused(source, link, "already exist", "--overwrite")
+    assert link.is_symlink()
+
+
+def test_hidden_files_and_a_killed_run_s_leftovers_are_not_read_as_images(tmp_path: Path) -> None:
+    """A run killed while writing left '.a.png.XXXXXXXX.png' beside its output, and macOS
+    leaves '._a.png' resource forks: a later run over the folder failed on each."""
+    folder = tmp_path / "photos"
+    _photo(folder / "a.png")
+    (folder / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (folder / ".a.png.k3jd8s0q.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    result = runner.invoke(app, ["denoise", str(folder), "--out", str(tmp_path / "out"),
+                                 "--backend", "ort-cpu"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a.png"]
+
+
+def test_a_killed_write_leaves_no_image_named_file(tmp_path: Path) -> None:
+    """The temporary file of an image write ends in .tmp, so what a SIGKILL leaves behind is
+    never taken for an image (here: the write killed from inside the encoder)."""
+    script = (
+        "import os, signal, numpy as np\n"
+        "from PIL import Image\n"
+        "from n2nkit.runtime.images import write_image\n"
+        "real = Image.Image.save\n"
+        "def save(self, fp, *a, **k):\n"
+        "    fp.write(b'\\x89PNG partial'); fp.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+        "Image.Image.save = save\n"
+        f"write_image({str(tmp_path / 'out.png')!r}, np.zeros((8, 8, 3), np.uint8))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == -9, done.stderr
+    left = [p.name for p in tmp_path.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".out.png.") and left[0].endswith(".tmp")

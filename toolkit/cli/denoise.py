@@ -60,6 +60,11 @@ def plan_jobs(
         else:
             raise UserInputError(f"input not found: {item}")
     to_folder = out.is_dir() or len(sources) > 1 or inputs[0].is_dir() or not out.suffix
+    if to_folder and not out.is_dir() and out.suffix.lower() in FORMATS:
+        raise UserInputError(
+            f"{len(sources)} image(s) go into a folder, and {out} names a file: give a folder "
+            "(it is created), or one input for one output file"
+        )
     jobs = []
     for source in sources:
         if to_folder:
@@ -97,7 +102,7 @@ def _check_outputs(jobs: list[Job], overwrite: bool) -> None:
                 f"{targets[target]} and {job.source} would both be written to {job.target}"
             )
         targets[target] = job.source
-    existing = [j.target for j in jobs if j.target.exists()]
+    existing = [j.target for j in jobs if os.path.lexists(j.target)]  # dangling links too
     if existing and not overwrite:
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
         raise UserInputError(f"{existing[0]}{more} already exist(s): pass --overwrite to replace")
@@ -192,7 +197,10 @@ def denoise(
         raise UserInputError(f"--quality must lie in 1-100, got {quality}")
     if max_pixels is not None and max_pixels < 1:
         raise UserInputError(f"--max-pixels must be positive, got {max_pixels}")
-    jobs, to_folder = plan_jobs(inputs, out, fmt, overwrite)
+    try:
+        jobs, to_folder = plan_jobs(inputs, out, fmt, overwrite)
+    except OSError as exc:  # a name the system refuses to look up (too long, a loop)
+        raise UserInputError(f"{exc.filename}: {exc.strerror or exc}") from None
     denoiser = Denoiser.load(
         model, backend=backend, threads=threads, tile=tile, overlap=overlap, ensemble=ensemble
     )
@@ -207,7 +215,10 @@ def denoise(
     folder = jobs[0].target.parent
     created = to_folder and not folder.exists()
     if to_folder:
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserInputError(f"cannot create {folder}: {exc.strerror or exc}") from None
     try:
         failed = _run(jobs, denoiser, quality, max_pixels, overwrite, progress=len(jobs) > 1)
     finally:
