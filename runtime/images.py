@@ -126,9 +126,16 @@ def _open(path: Path, max_pixels: int):
     return image
 
 
+# 2- and 4-bit grey PNGs, which Pillow decodes to 0-255: the factor it scales their values by.
+LOW_BIT_GREY = {"L;2": 85, "L;4": 17}
+
+
 def _pixels(image, path: Path) -> tuple[np.ndarray, list[str]]:
     """Decode to uint8/uint16 grey, grey + alpha, RGB or RGBA; a colour key becomes alpha."""
     key = image.info.get("transparency") if image.mode not in ("P", "PA") else None
+    raw_mode = image.tile[0].args if image.tile else None
+    if isinstance(key, int) and raw_mode in LOW_BIT_GREY:  # Pillow scales the pixels, not
+        key *= LOW_BIT_GREY[raw_mode]  # the key: 15 in a 4-bit PNG is 255 once decoded
     pixels, notes = _decoded(image, path)
     channels = channel_count(pixels)
     if isinstance(key, int | tuple) and channels in (1, 3):  # not when alpha is there already

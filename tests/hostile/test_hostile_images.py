@@ -424,3 +424,36 @@ def test_a_killed_write_leaves_no_image_named_file(tmp_path: Path) -> None:
     assert done.returncode == -9, done.stderr
     left = [p.name for p in tmp_path.iterdir()]
     assert len(left) == 1 and left[0].startswith(".out.png.") and left[0].endswith(".tmp")
+
+
+def _low_bit_grey_png(path: Path, bits: int, key: int, values: np.ndarray) -> Path:
+    """A grey PNG of ``bits`` per pixel with a tRNS colour key, written byte by byte (Pillow
+    writes no 2- or 4-bit grey): what PNG optimisers make of small icons."""
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    height, width = values.shape
+    rows = b"".join(b"\x00" + np.packbits(np.unpackbits(
+        row.astype(np.uint8)[:, None], axis=1)[:, 8 - bits:].ravel()).tobytes() for row in values
+    )  # fmt: skip
+    header = struct.pack(">IIBBBBB", width, height, bits, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                     + chunk(b"tRNS", struct.pack(">H", key)) + chunk(b"IDAT", zlib.compress(rows))
+                     + chunk(b"IEND", b""))  # fmt: skip
+    return path
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+def test_a_low_bit_grey_colour_key_becomes_alpha_where_it_matched(tmp_path: Path, bits) -> None:
+    """A 2- or 4-bit grey PNG's key was compared with the decoded 0-255 values, so nothing
+    matched and the output was opaque everywhere, under a note saying it kept the key."""
+    top = 2**bits - 1
+    values = np.arange(16 * 24).reshape(16, 24) % (top + 1)
+    source = _low_bit_grey_png(tmp_path / "icon.png", bits, top, values)
+    result = _denoise(source, tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    alpha = read_image(tmp_path / "out.png").pixels[..., 1]
+    np.testing.assert_array_equal(alpha == 0, values == top)
