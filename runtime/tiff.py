@@ -61,9 +61,12 @@ def read_tiff(path: Path, max_pixels: int) -> TiffRead:
     notes: list[str] = []
     try:
         with _logged_as_notes(notes), tifffile.TiffFile(path) as tif:
-            page = tif.pages.first
+            page = _main_page(tif)
             if len(tif.pages) > 1:
-                notes.append(f"TIFF with {len(tif.pages)} pages: only the first is denoised")
+                notes.append(f"TIFF with {len(tif.pages)} pages: only " + (
+                    "the first is denoised" if page.index == 0 else f"page {page.index + 1} is "
+                    "denoised, the first at full resolution (the pages before it are previews)"
+                ))  # fmt: skip
             height, width = int(page.imagelength), int(page.imagewidth)
             if height * width > max_pixels:
                 raise UserInputError(
@@ -94,6 +97,15 @@ def read_tiff(path: Path, max_pixels: int) -> TiffRead:
     except (KeyError, IndexError, TypeError):  # their messages name tifffile's internals
         raise UserInputError(f"{path} is not a readable TIFF (truncated or corrupt?)") from None
     return TiffRead(pixels, layout.mode, orientation, icc, notes)
+
+
+def _main_page(tif):
+    """The first page that is not a reduced-resolution preview (NewSubfileType bit 0), which
+    some scanners and cameras put first; the first page when every page says it is one."""
+    for page in tif.pages:
+        if not page.is_reduced:
+            return page
+    return tif.pages.first
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,19 @@ def test_multi_page_tiff_says_only_the_first_page_is_denoised(tmp_path: Path) ->
     assert any("3 pages" in n and "first" in n for n in _notes(result)), result.output
 
 
+def test_a_tiff_whose_first_page_is_a_preview_is_denoised_at_full_resolution(tmp_path: Path):
+    """A scanner's TIFF with a half-size preview first: the preview was denoised and written."""
+    full = _noisy(*SHAPE, 3)
+    source = tmp_path / "scan.tif"
+    with tifffile.TiffWriter(source) as tif:
+        tif.write(full[::2, ::2], photometric="rgb", subfiletype=1)  # reduced resolution
+        tif.write(full, photometric="rgb")
+    result = _denoise(source, tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    assert read_image(tmp_path / "out.png").pixels.shape == full.shape
+    assert any("only page 2" in n and "previews" in n for n in _notes(result)), result.output
+
+
 # ------------------------------------------------------------------ other hostile files
 def test_animated_png_says_only_the_first_frame_is_denoised(tmp_path: Path) -> None:
     source, target = tmp_path / "anim.png", tmp_path / "out.png"
