@@ -35,6 +35,7 @@ from n2nkit.runtime.pixels import (
     describe,
     fit_channels,
     from_planes,
+    native,
     to_planes,
     unfit_channels,
 )
@@ -239,7 +240,7 @@ class Denoiser:
     # -------------------------------------------------------------------- denoising
     def __call__(self, image: np.ndarray) -> np.ndarray:
         """Denoise one H×W or H×W×C image (C = 1, 2, 3 or 4; alpha passes through)."""
-        image = np.asarray(image)
+        image = native(image)
         layout = describe(image)
         with self._in_use() as backend:
             if self._needs_tiles(layout):  # tile by tile, no float copy of the whole image
@@ -261,7 +262,7 @@ class Denoiser:
                     f"a batch holds images of one shape, got {shapes[0]} and {shapes[1]}: call "
                     "the Denoiser on each image instead"
                 )
-        images = np.asarray(images)
+        images = native(images)
         if images.ndim == 3 and images.shape[-1] in (3, 4):
             raise UserInputError(
                 f"batch got shape {images.shape}: one H×W×C image, or {images.shape[0]} grey "
@@ -285,7 +286,7 @@ class Denoiser:
         range the model was trained on); ``planes`` is never written to. ``raw``: neither
         side clipped, the network's own output, to compare with the network run elsewhere (the
         export checks its TensorRT engines against PyTorch so)."""
-        planes = check_planes(np.asarray(planes))
+        planes = check_planes(native(planes))
         if not raw:
             planes = np.clip(planes, 0.0, 1.0)  # a new array
         with self._in_use():
@@ -323,7 +324,8 @@ class Denoiser:
         uint16 or float in [0, 1]); see :mod:`.noise_level`."""
         from n2nkit.runtime.noise_level import estimate_sigma_255
 
-        describe(np.asarray(image))  # the dtypes, shapes and finite values __call__ takes
+        image = native(image)
+        describe(image)  # the dtypes, shapes and finite values __call__ takes
         return estimate_sigma_255(image)
 
     # -------------------------------------------------------------------- lifetime

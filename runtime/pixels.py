@@ -19,6 +19,13 @@ INTEGER_SCALE = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}
 FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 
+def native(values: object) -> np.ndarray:
+    """``values`` as an array in this machine's byte order: big-endian arrays (from a FITS or
+    a raw file) hold the same numbers, and every check and kernel here expects native ones."""
+    array = np.asarray(values)
+    return array if array.dtype.isnative else array.astype(array.dtype.newbyteorder("="))
+
+
 def channel_count(pixels: np.ndarray) -> int:
     """Samples per pixel of an H×W or H×W×C array."""
     return 1 if pixels.ndim == 2 else pixels.shape[2]

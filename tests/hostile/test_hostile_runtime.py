@@ -351,3 +351,19 @@ def test_denoise_planes_clips_both_sides_unless_raw(tmp_path: Path) -> None:
     assert np.array_equal(planes, before)
     np.testing.assert_allclose(clipped, np.clip(np.clip(before, 0, 1) * 2, 0, 1), atol=1e-6)
     np.testing.assert_allclose(raw, before * 2, atol=1e-6)
+
+
+def test_big_endian_arrays_denoise_like_native_ones(tmp_path: Path) -> None:
+    """'>u2' and '>f4' (a FITS file's, a raw file's) were refused as unsupported dtypes."""
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 65536, (24, 40, 3)).astype(np.uint16)
+    with Denoiser.load(_model(tmp_path / "half.onnx", factor=0.5), backend="ort-cpu") as d:
+        for image in (photo, (photo / 65535).astype(np.float32)):
+            swapped = image.astype(image.dtype.newbyteorder(">"))
+            np.testing.assert_array_equal(d(swapped), d(image))
+            np.testing.assert_array_equal(d.batch(swapped[None])[0], d(image))
+            assert d.estimate_noise(swapped) == d.estimate_noise(image)
+        planes = (photo / 65535).astype(">f4").transpose(2, 0, 1)[None]
+        np.testing.assert_array_equal(
+            d.denoise_planes(planes), d.denoise_planes(planes.astype("<f4"))
+        )
