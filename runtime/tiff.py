@@ -145,6 +145,11 @@ def _layout(page, path: Path) -> _Layout:
     dtype = np.dtype(page.dtype) if page.dtype is not None else np.dtype("V")
     if dtype.kind == "f":
         raise UserInputError(f"{path} holds float samples: convert it to 8 or 16 bits")
+    if dtype.kind == "i":
+        raise UserInputError(
+            f"{path} holds signed {page.bitspersample}-bit samples: n2nkit reads unsigned 1, 8 "
+            "or 16-bit TIFF"
+        )
     if dtype not in (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(bool)):
         raise UserInputError(
             f"{path} holds {page.bitspersample}-bit samples: n2nkit reads 1, 8 or 16-bit TIFF"

@@ -297,8 +297,9 @@ def test_planar_and_min_is_white_tiffs(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("pixels", "fragment"),
     [(np.zeros((*SHAPE, 3), np.float32), "float samples"),
-     (np.zeros(SHAPE, np.uint32), "32-bit samples")],
-    ids=["float32", "uint32"],
+     (np.zeros(SHAPE, np.uint32), "32-bit samples"),
+     (np.zeros(SHAPE, np.int16), "signed 16-bit samples")],  # was "holds 16-bit: reads 16-bit"
+    ids=["float32", "uint32", "int16"],
 )  # fmt: skip
 def test_tiff_sample_types_n2nkit_cannot_hold_are_refused(tmp_path: Path, pixels, fragment):
     source = tmp_path / "deep.tif"
