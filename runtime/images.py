@@ -2,11 +2,11 @@
 
 Reading keeps what matters: grey stays grey (H×W), alpha is kept (H×W×2, H×W×4), palette
 images become RGB(A), a PNG colour key (tRNS) becomes an alpha channel, 16-bit PNG and TIFF
-stay 16-bit (uint16), the EXIF orientation is applied, and the ICC profile and EXIF travel to
-the output. Anything wrong with a file (missing, empty, not an image, truncated, over the
-decompression-bomb limit) is one :class:`~n2nkit.errors.UserInputError` line. Writing picks
-the format from the extension, is atomic, and lists what a format could not hold (alpha in
-JPEG, 16 bits in WebP).
+stay 16-bit (uint16), the EXIF orientation is applied, and the ICC profile, EXIF, resolution
+and PNG colour chunks travel to the output (:mod:`.appearance`). Anything wrong with a file
+(missing, empty, not an image, truncated, over the decompression-bomb limit) is one
+:class:`~n2nkit.errors.UserInputError` line. Writing picks the format from the extension, is
+atomic, and lists what a format could not hold (alpha in JPEG, 16 bits in WebP).
 
 TIFF goes through :mod:`.tiff` (tifffile): 16-bit colour is kept, layouts n2nkit cannot write
 back (CMYK, several extra samples) are refused, and a TIFF's own tags never travel as "EXIF".
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from n2nkit.errors import OutOfMemoryError, UserInputError, first_line
-from n2nkit.runtime import png16, tiff
+from n2nkit.runtime import appearance, png16, tiff
 from n2nkit.runtime.pixels import channel_count
 
 FORMATS = {
@@ -53,6 +53,7 @@ class ImageFile:
     icc_profile: bytes | None = None
     exif: bytes | None = None
     notes: list[str] = field(default_factory=list)
+    appearance: appearance.Appearance = field(default_factory=appearance.Appearance)
 
 
 def default_max_pixels() -> int:
@@ -215,7 +216,8 @@ def _read(path: Path, limit: int) -> tuple[ImageFile, list[warnings.WarningMessa
                 notes = found.notes
                 orientation = _orientation(found.orientation, notes)
                 pixels = apply_orientation(found.pixels, orientation)
-                loaded = ImageFile(pixels, "TIFF", found.mode, found.icc_profile, None, notes)
+                loaded = ImageFile(pixels, "TIFF", found.mode, found.icc_profile, None, notes,
+                                   found.appearance.upright(orientation))  # fmt: skip
             else:  # a compression only Pillow decodes here (see n2nkit.runtime.tiff)
                 loaded = _read_with_pillow(path, limit)
                 loaded.notes[:0] = found.notes
@@ -240,6 +242,7 @@ def _read_with_pillow(path: Path, limit: int) -> ImageFile:
             # A TIFF's "EXIF" in Pillow is its whole IFD (Photometric, ExtraSamples, ...):
             # written into another file, those tags describe pixels it does not hold.
             exif_bytes = exif.tobytes() if len(exif) and fmt != "TIFF" else None
+            shown = appearance.from_pillow(image.info).upright(orientation)
     except UnidentifiedImageError:
         raise UserInputError(
             f"{path} is not an image n2nkit reads (PNG, JPEG, TIFF, WebP or BMP)"
@@ -251,7 +254,7 @@ def _read_with_pillow(path: Path, limit: int) -> ImageFile:
             f"{path} is not a readable image (truncated or corrupt?): {first_line(exc)}"
         ) from None
     pixels = apply_orientation(np.asarray(pixels), orientation)
-    return ImageFile(pixels, fmt, mode, icc, exif_bytes, notes)
+    return ImageFile(pixels, fmt, mode, icc, exif_bytes, notes, shown)
 
 
 def _orientation(value, notes: list[str]) -> int:
@@ -389,17 +392,26 @@ def write_image(
         fmt, pixels, source.icc_profile if source else None, source.exif if source else None
     )
     notes += dropped
+    shown = source.appearance if source else appearance.Appearance()
+    notes += appearance.dropped(shown, fmt)
     if fmt == "TIFF":
         if exif:
             notes.append("TIFF output: the source's EXIF is not carried")
-        _write_file(path, lambda f: tiff.write_tiff(f, pixels, icc), overwrite)
+        _write_file(path, lambda f: tiff.write_tiff(f, pixels, icc, shown.dpi), overwrite)
         return notes
+    chunks = [*shown.png_chunks, *([appearance.png_physical(shown.dpi)] if shown.dpi else [])]
     if fmt == "PNG" and pixels.dtype == np.uint16:
-        data = png16.encode_png16(pixels, icc, exif)
+        data = png16.encode_png16(pixels, icc, exif, chunks)
         _write_file(path, lambda f: f.write(data), overwrite)
         return notes
     image = Image.fromarray(pixels)
-    options: dict = {}
+    options: dict = {"dpi": shown.dpi} if shown.dpi and fmt in appearance.DPI_FORMATS else {}
+    if fmt == "PNG" and shown.png_chunks:
+        from PIL.PngImagePlugin import PngInfo
+
+        options["pnginfo"] = PngInfo()
+        for kind, data in shown.png_chunks:
+            options["pnginfo"].add(kind, data)
     if icc and fmt in ("PNG", "JPEG", "WEBP"):
         options["icc_profile"] = icc
     if exif and fmt in ("PNG", "JPEG", "WEBP"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,9 +54,13 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def encode_png16(
-    pixels: np.ndarray, icc_profile: bytes | None = None, exif: bytes | None = None
+    pixels: np.ndarray,
+    icc_profile: bytes | None = None,
+    exif: bytes | None = None,
+    chunks: Sequence[tuple[bytes, bytes]] = (),
 ) -> bytes:
-    """PNG bytes of an H×W or H×W×C (C = 1..4) uint16 array."""
+    """PNG bytes of an H×W or H×W×C (C = 1..4) uint16 array; ``chunks`` (type, data) go
+    before the image data (gAMA, cHRM, sRGB, pHYs)."""
     if pixels.dtype != np.uint16:
         raise ValueError(f"encode_png16 takes uint16, got {pixels.dtype}")
     x = pixels if pixels.ndim == 3 else pixels[..., None]
@@ -65,7 +70,7 @@ def encode_png16(
     up[1:] -= rows[:-1]  # "Up" filter: difference with the row above, modulo 256
     filtered = np.concatenate([np.full((h, 1), 2, np.uint8), up], axis=1)
     header = struct.pack(">IIBBBBB", w, h, 16, COLOUR_TYPES[c], 0, 0, 0)
-    parts = [SIGNATURE, _chunk(b"IHDR", header)]
+    parts = [SIGNATURE, _chunk(b"IHDR", header), *(_chunk(kind, data) for kind, data in chunks)]
     if icc_profile:
         parts.append(_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc_profile)))
     if exif:

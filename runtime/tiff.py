@@ -24,6 +24,7 @@ from typing import IO
 import numpy as np
 
 from n2nkit.errors import UserInputError, first_line
+from n2nkit.runtime.appearance import Appearance, from_tiff
 from n2nkit.runtime.pixels import channel_count
 
 MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic and BigTIFF
@@ -44,6 +45,7 @@ class TiffRead:
     orientation: int = 1
     icc_profile: bytes | None = None
     notes: list[str] = field(default_factory=list)
+    appearance: Appearance = field(default_factory=Appearance)
 
 
 def is_tiff(path: Path) -> bool:
@@ -88,6 +90,7 @@ def read_tiff(path: Path, max_pixels: int) -> TiffRead:
                     raise
                 return _pillow_fallback(path, page, layout, exc, orientation, icc, notes)
             pixels = _arrange(data, page, layout)  # reads the colour map: the file stays open
+            shown = from_tiff(page)
     except UserInputError:
         raise
     except (tifffile.TiffFileError, OSError, ValueError, zlib.error) as exc:
@@ -96,7 +99,7 @@ def read_tiff(path: Path, max_pixels: int) -> TiffRead:
         ) from None
     except (KeyError, IndexError, TypeError):  # their messages name tifffile's internals
         raise UserInputError(f"{path} is not a readable TIFF (truncated or corrupt?)") from None
-    return TiffRead(pixels, layout.mode, orientation, icc, notes)
+    return TiffRead(pixels, layout.mode, orientation, icc, notes, shown)
 
 
 def _main_page(tif):
@@ -225,8 +228,14 @@ def _pillow_fallback(path, page, layout: _Layout, exc, orientation, icc, notes) 
     return TiffRead(None, layout.mode, orientation, icc, notes)
 
 
-def write_tiff(f: IO[bytes], pixels: np.ndarray, icc_profile: bytes | None = None) -> None:
-    """Write H×W or H×W×C (C = 1..4) uint8/uint16 ``pixels`` as a deflate-compressed TIFF."""
+def write_tiff(
+    f: IO[bytes],
+    pixels: np.ndarray,
+    icc_profile: bytes | None = None,
+    dpi: tuple[float, float] | None = None,
+) -> None:
+    """Write H×W or H×W×C (C = 1..4) uint8/uint16 ``pixels`` as a deflate-compressed TIFF
+    (``dpi``: its resolution in dots per inch)."""
     import tifffile
 
     channels = channel_count(pixels)
@@ -244,6 +253,8 @@ def write_tiff(f: IO[bytes], pixels: np.ndarray, icc_profile: bytes | None = Non
         options["planarconfig"] = "contig"
     if icc_profile:
         options["iccprofile"] = icc_profile
+    if dpi:
+        options.update(resolution=dpi, resolutionunit="INCH")
     buffer = io.BytesIO()  # tifffile wants a named file; atomic_write's temp file has none
     tifffile.imwrite(buffer, pixels, **options)
     f.write(buffer.getbuffer())

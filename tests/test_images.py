@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -252,3 +253,44 @@ def test_unknown_output_extension_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UserInputError, match="output format"):
         write_image(tmp_path / "out.xyz", _u8(4, 4, 3))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("out_suffix", [".png", ".jpg", ".tif", ".bmp", ".webp"])
+@pytest.mark.parametrize("depth", [np.uint8, np.uint16])
+def test_resolution_and_png_colour_chunks_travel_where_the_format_holds_them(
+    tmp_path: Path, out_suffix: str, depth
+) -> None:
+    """The 300 dpi of a scan and a PNG's gAMA/cHRM were dropped without a word."""
+    from PIL import PngImagePlugin
+
+    pixels = np.random.default_rng(0).integers(0, 256, (24, 40, 3), np.uint8)
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add(b"gAMA", struct.pack(">I", 100_000))  # linear light: shows much darker if lost
+    chunks.add(b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000))
+    Image.fromarray(pixels).save(tmp_path / "in.png", pnginfo=chunks, dpi=(300, 300))
+    source = read_image(tmp_path / "in.png")
+    out = tmp_path / f"out{out_suffix}"
+    if depth is np.uint16 and out_suffix in (".png", ".tif"):
+        notes = write_image(out, source.pixels.astype(np.uint16) * 257, source)
+    else:
+        notes = write_image(out, source.pixels, source)
+    with Image.open(out) as written:
+        dpi, gamma = written.info.get("dpi"), written.info.get("gamma")
+    if out_suffix == ".webp":
+        assert dpi is None and any("no resolution" in n for n in notes)
+    else:
+        assert dpi is not None and abs(dpi[0] - 300) < 0.5 and abs(dpi[1] - 300) < 0.5
+    if out_suffix == ".png":
+        assert gamma == 1.0 and not notes
+        assert read_image(out).appearance == source.appearance
+    else:
+        assert gamma is None and any("gAMA and cHRM" in n for n in notes)
+
+
+def test_a_quarter_turn_swaps_the_resolution(tmp_path: Path) -> None:
+    pixels = np.zeros((20, 30, 3), np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to show
+    Image.fromarray(pixels).save(tmp_path / "in.jpg", dpi=(300, 150), exif=exif)
+    image = read_image(tmp_path / "in.jpg")
+    assert image.pixels.shape[:2] == (30, 20) and image.appearance.dpi == (150, 300)
