@@ -25,7 +25,7 @@ import numpy as np
 
 from n2nkit.errors import OutOfMemoryError, UserInputError, first_line
 from n2nkit.runtime import appearance, png16, tiff
-from n2nkit.runtime.pixels import channel_count
+from n2nkit.runtime.pixels import channel_count, native
 
 FORMATS = {
     ".png": "PNG",
@@ -298,6 +298,25 @@ def _to_8bit(pixels: np.ndarray) -> np.ndarray:
     return np.rint(pixels.astype(np.float32) * (255.0 / 65535.0)).astype(np.uint8)
 
 
+def _writable(pixels: object) -> np.ndarray:
+    """``pixels`` as a native uint8/uint16 H×W or H×W×C (C = 1..4) array, or one line saying
+    what to pass (a float image, a channel-first array and a stack raised Pillow's TypeError or
+    came back transposed)."""
+    array = native(pixels)
+    if array.dtype not in (np.dtype(np.uint8), np.dtype(np.uint16)):
+        raise UserInputError(
+            f"write_image takes uint8 or uint16 pixels, got {array.dtype}; for floats in [0, 1]: "
+            "np.rint(np.clip(x, 0, 1) * 255).astype(np.uint8)"
+        )
+    if array.ndim not in (2, 3) or (array.ndim == 3 and not 1 <= array.shape[2] <= 4):
+        raise UserInputError(
+            f"write_image takes H×W or H×W×C pixels (C = 1 to 4), got shape {array.shape}"
+        )
+    if 0 in array.shape:
+        raise UserInputError(f"write_image got an empty image of shape {array.shape}")
+    return array
+
+
 def _fit_format(pixels: np.ndarray, fmt: str) -> tuple[np.ndarray, list[str]]:
     """Convert ``pixels`` to something ``fmt`` can hold; say what was given up."""
     notes: list[str] = []
@@ -386,8 +405,9 @@ def write_image(
 
     path = Path(path)
     fmt = output_format(path)
-    check_output_size(path, *np.shape(pixels)[:2])
-    pixels, notes = _fit_format(np.asarray(pixels), fmt)
+    pixels = _writable(pixels)
+    check_output_size(path, *pixels.shape[:2])
+    pixels, notes = _fit_format(pixels, fmt)
     icc, exif, dropped = _metadata_to_keep(
         fmt, pixels, source.icc_profile if source else None, source.exif if source else None
     )

@@ -294,3 +294,31 @@ def test_a_quarter_turn_swaps_the_resolution(tmp_path: Path) -> None:
     Image.fromarray(pixels).save(tmp_path / "in.jpg", dpi=(300, 150), exif=exif)
     image = read_image(tmp_path / "in.jpg")
     assert image.pixels.shape[:2] == (30, 20) and image.appearance.dpi == (150, 300)
+
+
+@pytest.mark.parametrize(
+    ("pixels", "fragment"),
+    [
+        (np.zeros((4, 4, 3), np.float32), "uint8 or uint16 pixels, got float32"),
+        (np.zeros((4, 4), bool), "got bool"),
+        (np.zeros((4, 4), np.int16), "got int16"),  # TIFF wrote it; read_image refused it
+        (np.zeros((4, 4, 5), np.uint8), "C = 1 to 4"),  # came back transposed from TIFF
+        (np.zeros((2, 4, 4, 3), np.uint8), "C = 1 to 4"),
+        (np.zeros((0, 4), np.uint8), "empty"),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_write_image_refuses_what_it_cannot_write_faithfully(
+    tmp_path: Path, pixels, fragment: str, suffix: str
+) -> None:
+    """Pillow raised 'TypeError: Cannot handle this data type' for these, or wrote a TIFF
+    that read_image refuses."""
+    with pytest.raises(UserInputError, match=fragment):
+        write_image(tmp_path / f"out{suffix}", pixels)
+    assert not list(tmp_path.iterdir())
+
+
+def test_write_image_takes_big_endian_pixels(tmp_path: Path) -> None:
+    pixels = np.arange(24 * 40, dtype=np.uint16).reshape(24, 40) * 60
+    write_image(tmp_path / "out.png", pixels.astype(">u2"))
+    np.testing.assert_array_equal(read_image(tmp_path / "out.png").pixels, pixels)
