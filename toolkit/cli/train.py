@@ -246,8 +246,6 @@ def train(
 
     Several GPUs: ``torchrun --nproc-per-node N -m n2nkit train ...`` (DistributedDataParallel).
     """
-    from rich.markup import escape
-
     from n2nkit.cli.console import console, print_note
     from n2nkit.training.config import TrainConfig, parse_duration
     from n2nkit.training.models import parse_variants
@@ -313,10 +311,10 @@ def train(
         results.append(result)
         if result.rank:  # under torchrun, rank 0 alone reports
             continue
-        console.print(
+        console.out(  # out, not print: the path is text, not markup
             f"{result.variant or config.variant}: val PSNR {result.best_val_psnr:.2f} dB "
             f"(noisy input {result.val_psnr_noisy:.2f} dB) after {result.epochs_completed} "
-            f"epochs -> {escape(str(result.best_checkpoint))}"
+            f"epochs -> {result.best_checkpoint}"
         )
         _note_stale_export(result.run_dir)
     if len(results) > 1 and not results[0].rank:
