@@ -347,7 +347,10 @@ def test_a_broken_model_fails_its_row_and_the_exit_code(tmp_path: Path) -> None:
     (out / "psnr_vs_latency.png").write_bytes(b"an earlier run's plot")
     args = ["compare", str(broken), "--out", str(out), "--target", "cpu-fp32", "--no-baselines",
             "--budget", "0", "--min-runs", "1", "--warmup", "0"]  # fmt: skip
-    result = runner.invoke(app, args)
+    refused = runner.invoke(app, args)  # an earlier report is replaced only when asked
+    assert refused.exit_code == 2 and "pass --overwrite" in refused.output, refused.output
+    assert (out / "psnr_vs_latency.png").read_bytes() == b"an earlier run's plot"
+    result = runner.invoke(app, [*args, "--overwrite"])
     assert result.exit_code == 1, result.output
     assert "1 measurement(s) failed, e.g. broken on cpu-fp32" in result.output
     assert "Traceback" not in result.output

@@ -119,13 +119,41 @@ def test_a_run_the_pipeline_did_not_start_is_not_trained_over(tmp_path: Path) ->
     assert _tree(tmp_path) == before
 
 
+def _files(folder: Path, *names: str) -> None:
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(name.encode())
+
+
 def test_fresh_removes_only_what_a_pipeline_wrote(tmp_path: Path) -> None:
+    """--fresh removed the whole of runs/ and report/: a user's own run and notes too."""
     from n2nkit.pipeline_state import clear
 
-    for name in ("runs/truncated/best.pt", "artifacts/truncated/model.onnx", "report/r.md"):
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_bytes(b"x")
-    (tmp_path / "pipeline.json").write_text("{not json")  # unreadable: still the pipeline's
-    (tmp_path / "notes.txt").write_text("the user's")
+    steps = {"train:truncated": "done", "export:truncated": "done", "compare": "done"}
+    (tmp_path / "pipeline.json").write_text(json.dumps(steps))
+    _files(tmp_path, "runs/truncated/best.pt", "artifacts/truncated/model.onnx",
+           "report/report.md", "report/psnr_vs_latency.png")  # fmt: skip
+    mine = ("runs/mine/best.pt", "report/notes.txt", "notes.txt")
+    _files(tmp_path, *mine)
     clear(tmp_path)
-    assert _tree(tmp_path) == {"notes.txt": b"the user's"}
+    assert _tree(tmp_path) == {name: name.encode() for name in mine}
+    assert not (tmp_path / "artifacts").exists()  # left empty: removed
+
+
+def test_fresh_with_an_unreadable_state_keeps_the_runs_it_cannot_vouch_for(tmp_path: Path):
+    from n2nkit.pipeline_state import clear
+
+    (tmp_path / "pipeline.json").write_text("{not json")
+    _files(tmp_path, "runs/truncated/best.pt", "report/report.md")
+    clear(tmp_path)
+    assert _tree(tmp_path) == {"runs/truncated/best.pt": b"runs/truncated/best.pt"}
+    result = runner.invoke(app, ["pipeline", "--out", str(tmp_path), *ARGS])
+    assert result.exit_code == 2 and "does not record" in result.output  # never trained over
+
+
+def test_a_pipeline_json_that_is_a_folder_is_one_line(tmp_path: Path) -> None:
+    """IsADirectoryError with a traceback."""
+    (tmp_path / "pipeline.json").mkdir()
+    result = runner.invoke(app, ["pipeline", "--out", str(tmp_path), *ARGS])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert "cannot read" in result.output and "pipeline.json" in result.output

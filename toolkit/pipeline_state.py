@@ -6,12 +6,13 @@ interrupted training run continues from its ``last.pt``), so the file also recor
 the models were trained with (``settings``): a later call with other ones is refused rather
 than measuring the old models under new labels. The file is rewritten atomically after every
 change; an unreadable one counts as empty, and then a run already in ``runs/`` is refused rather
-than trained over (``--fresh`` starts over). ``--fresh`` removes only what a pipeline wrote, and
-only from a folder with a pipeline.json.
+than trained over (``--fresh`` starts over). ``--fresh`` removes only what the pipeline.json
+records (and the report's files), and only from a folder with a pipeline.json.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -39,6 +40,11 @@ class PipelineState:
             state = json.loads(self.path.read_text())
         except ValueError:
             return {}
+        except OSError as exc:  # a folder of that name, no permission
+            raise UserInputError(
+                f"cannot read {self.path}: {exc.strerror or exc}; move it away or choose "
+                "another --out"
+            ) from None
         return state if isinstance(state, dict) else {}
 
     def done(self, step: str) -> bool:
@@ -88,8 +94,12 @@ class PipelineState:
 
 
 def clear(out: Path) -> None:
-    """Remove what earlier pipeline runs wrote into ``out`` (``--fresh``); nothing else, and
-    nothing from a folder without a pipeline.json: ``runs/`` there may be ``n2nkit train``'s."""
+    """Remove what earlier pipeline runs wrote into ``out`` (``--fresh``): the runs and
+    exports its pipeline.json records, its report's files, then the folders these leave empty.
+    Nothing else (a user's own run in ``runs/``, notes in ``report/``), and nothing from a
+    folder without a pipeline.json: ``runs/`` there may be ``n2nkit train``'s."""
+    from n2nkit.bench.report import REPORT_FILES
+
     out = Path(out)
     if not out.exists():
         return
@@ -102,9 +112,19 @@ def clear(out: Path) -> None:
                 "another --out"
             )
         return
-    for name in OUTPUTS:
-        target = out / name
-        if target.is_dir():
+    steps = PipelineState(out).steps
+    written = [out / "report" / name for name in REPORT_FILES.values()]
+    for step in steps:
+        kind, _, variant = step.partition(":")
+        folder = {"train": "runs", "export": "artifacts"}.get(kind)
+        if folder and variant and Path(variant).name == variant:  # no ../ from a hand edit
+            written.append(out / folder / variant)
+    for target in written:
+        if target.is_dir() and not target.is_symlink():
             shutil.rmtree(target)
-        elif target.exists():
+        elif target.exists() or target.is_symlink():
             target.unlink()
+    for folder in ("runs", "artifacts", "report"):
+        with contextlib.suppress(OSError):  # kept when something else is in it
+            (out / folder).rmdir()
+    (out / STATE_NAME).unlink()

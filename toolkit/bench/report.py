@@ -341,14 +341,19 @@ def write_plot(report: Report, path: Path) -> bool:
     return True
 
 
+# The files a report is (kind -> name): what `compare --overwrite` replaces and `pipeline
+# --fresh` removes, nothing else in their folder.
+REPORT_FILES = {
+    "json": "report.json",
+    "csv": "report.csv",
+    "md": "report.md",
+    "plot": "psnr_vs_latency.png",
+}
+
+
 def write_all(report: Report, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "json": out_dir / "report.json",
-        "csv": out_dir / "report.csv",
-        "md": out_dir / "report.md",
-        "plot": out_dir / "psnr_vs_latency.png",
-    }
+    paths = {kind: out_dir / name for kind, name in REPORT_FILES.items()}
     write_json(report, paths["json"])
     write_csv(report, paths["csv"])
     write_markdown(report, paths["md"])

@@ -75,6 +75,10 @@ def compare(
             rich_help_panel=ADVANCED,
         ),
     ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(help="Replace an earlier report in --out (without this, compare refuses)."),
+    ] = False,
 ) -> None:
     """PSNR and latency of each model on each deployment target, with a report and a plot."""
     from n2nkit.bench.targets import TARGETS, select_targets
@@ -108,6 +112,7 @@ def compare(
         seed=seed,
         clip_noise=clip_noise,
         torch_compile=torch_compile,
+        overwrite=overwrite,
     )
 
 
@@ -124,8 +129,10 @@ def run_compare(
     seed: int = 0,
     clip_noise: bool = True,
     torch_compile: bool = False,
+    overwrite: bool = False,
 ) -> dict[str, Path]:
-    """Shared by ``compare`` and ``pipeline``: measure with a spinner, print, write files."""
+    """Shared by ``compare`` and ``pipeline``: measure with a spinner, print, write files.
+    An earlier report in ``out`` is refused unless ``overwrite``, before any measurement."""
     from rich.markup import escape
 
     from n2nkit.bench.compare import compare as run
@@ -133,6 +140,7 @@ def run_compare(
     from n2nkit.cli.console import console
     from n2nkit.fileio import make_out_dir
 
+    _check_no_report(Path(out), overwrite)
     created = make_out_dir(out)  # before minutes of measurement, not after
     try:
         with console.status("measuring…") as status:
@@ -169,6 +177,18 @@ def run_compare(
             f"{reason} (the report lists each)"
         )
     return paths
+
+
+def _check_no_report(out: Path, overwrite: bool) -> None:
+    from n2nkit.bench.report import REPORT_FILES
+    from n2nkit.errors import UserInputError
+
+    found = [name for name in REPORT_FILES.values() if (out / name).exists()]
+    if found and not overwrite:
+        raise UserInputError(
+            f"{out} holds a report already ({', '.join(found)}): pass --overwrite to replace "
+            "it, or choose another --out"
+        )
 
 
 def _print_targets(console, targets) -> None:

@@ -137,8 +137,10 @@ def pipeline(
         from n2nkit.runtime.shipped import shipped_model_names
 
         models += shipped_model_names()
+    # overwrite: OUT/report is the pipeline's own (a re-run after an interrupted compare)
     run_compare(models, out / "report", targets, [noise], ["nlm", "bm3d"],
-                budget=compare_budget, min_runs=compare_runs, warmup=1)  # fmt: skip
+                budget=compare_budget, min_runs=compare_runs, warmup=1,
+                overwrite=True)  # fmt: skip
     state.mark("compare", "done")
     console.print(
         f"[bold]pipeline finished[/]: report in {escape(str(out / 'report' / 'report.md'))}"
