@@ -127,6 +127,7 @@ def _files(folder: Path, *names: str) -> None:
 
 def test_fresh_removes_only_what_a_pipeline_wrote(tmp_path: Path) -> None:
     """--fresh removed the whole of runs/ and report/: a user's own run and notes too."""
+    from n2nkit.bench.report import REPORT_FILES
     from n2nkit.pipeline_state import clear
 
     steps = {"train:truncated": "done", "export:truncated": "done", "compare": "done"}
@@ -135,17 +136,18 @@ def test_fresh_removes_only_what_a_pipeline_wrote(tmp_path: Path) -> None:
            "report/report.md", "report/psnr_vs_latency.png")  # fmt: skip
     mine = ("runs/mine/best.pt", "report/notes.txt", "notes.txt")
     _files(tmp_path, *mine)
-    clear(tmp_path)
+    clear(tmp_path, REPORT_FILES.values())
     assert _tree(tmp_path) == {name: name.encode() for name in mine}
     assert not (tmp_path / "artifacts").exists()  # left empty: removed
 
 
 def test_fresh_with_an_unreadable_state_keeps_the_runs_it_cannot_vouch_for(tmp_path: Path):
+    from n2nkit.bench.report import REPORT_FILES
     from n2nkit.pipeline_state import clear
 
     (tmp_path / "pipeline.json").write_text("{not json")
     _files(tmp_path, "runs/truncated/best.pt", "report/report.md")
-    clear(tmp_path)
+    clear(tmp_path, REPORT_FILES.values())
     assert _tree(tmp_path) == {"runs/truncated/best.pt": b"runs/truncated/best.pt"}
     result = runner.invoke(app, ["pipeline", "--out", str(tmp_path), *ARGS])
     assert result.exit_code == 2 and "does not record" in result.output  # never trained over

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -93,13 +94,12 @@ class PipelineState:
             )
 
 
-def clear(out: Path) -> None:
+def clear(out: Path, report_files: Iterable[str] = ()) -> None:
     """Remove what earlier pipeline runs wrote into ``out`` (``--fresh``): the runs and
-    exports its pipeline.json records, its report's files, then the folders these leave empty.
-    Nothing else (a user's own run in ``runs/``, notes in ``report/``), and nothing from a
-    folder without a pipeline.json: ``runs/`` there may be ``n2nkit train``'s."""
-    from n2nkit.bench.report import REPORT_FILES
-
+    exports its pipeline.json records, ``report/``'s ``report_files`` (the compare step's),
+    then the folders these leave empty. Nothing else (a user's own run in ``runs/``, notes in
+    ``report/``), and nothing from a folder without a pipeline.json: ``runs/`` there may be
+    ``n2nkit train``'s."""
     out = Path(out)
     if not out.exists():
         return
@@ -113,7 +113,7 @@ def clear(out: Path) -> None:
             )
         return
     steps = PipelineState(out).steps
-    written = [out / "report" / name for name in REPORT_FILES.values()]
+    written = [out / "report" / name for name in report_files]
     for step in steps:
         kind, _, variant = step.partition(":")
         folder = {"train": "runs", "export": "artifacts"}.get(kind)

@@ -89,6 +89,7 @@ def pipeline(
     """Train, export (INT8/FP16/ORT, TensorRT if possible) and compare: the main job, end to end."""
     from rich.markup import escape
 
+    from n2nkit.bench.report import REPORT_FILES
     from n2nkit.bench.targets import select_targets
     from n2nkit.cli.console import console
     from n2nkit.errors import UserInputError
@@ -121,7 +122,7 @@ def pipeline(
         for name in names
     }  # fmt: skip
     if fresh:
-        clear(out)  # only a pipeline's own folder (pipeline.json), only what it wrote
+        clear(out, REPORT_FILES.values())  # only a pipeline's folder, only what it wrote
     make_out_dir(out)
     state = PipelineState(out)
     state.check_unclaimed_runs(names)
