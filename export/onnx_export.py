@@ -28,9 +28,8 @@ def metadata_for(model: Any, ckpt: dict | None, precision: str = "fp32") -> Mode
     """
     from n2nkit import __version__
 
-    config = getattr(model, "config", {}) or {}
     size_multiple = int(getattr(model, "size_multiple", 1))
-    min_side = size_multiple if size_multiple > 1 else int(config.get("depth", 0)) + 1
+    min_side = int(getattr(model, "min_side", size_multiple))
     noise, val_psnr, noise_range = "", None, ""
     if ckpt:
         noise = str((ckpt.get("config") or {}).get("noise", "") or "")

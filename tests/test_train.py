@@ -155,7 +155,7 @@ def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path: Path, monkeypatch) -> No
 
 
 def test_nan_loss_stops_with_a_clear_message(tmp_path: Path) -> None:
-    config = TrainConfig(variant="truncated", epochs=2, lr=1e30, out=tmp_path / "nan", **TINY)
+    config = TrainConfig(variant="truncated", epochs=2, lr=10.0, out=tmp_path / "nan", **TINY)
     with pytest.raises(TrainingDivergedError, match="lower the learning rate"):
         train(config, progress=False)
 
@@ -173,6 +173,10 @@ def test_nan_loss_stops_with_a_clear_message(tmp_path: Path) -> None:
         ({"num_threads": 100_000}, UserInputError),  # torch.set_num_threads would crash
         ({"epochs": 2.5}, UserInputError),  # range() would raise a TypeError mid-run
         ({"seed": 1.0}, UserInputError),
+        ({"lr": 1e38}, UserInputError),  # overflowed inside Adam with a traceback
+        ({"lr": float("inf")}, UserInputError),  # "diverged" only after an epoch
+        ({"data": ""}, UserInputError),  # trained on the images in the current folder
+        ({"variant": "hls", "crop": 5}, UserInputError),  # "Output size is too small" traceback
     ],
 )
 def test_bad_configurations_are_user_errors(tmp_path: Path, kwargs, error) -> None:

@@ -145,10 +145,14 @@ class TrainConfig:
         if self.budget_s is not None and not 0 < self.budget_s < math.inf:
             raise UserInputError(f"budget must be a positive, finite time, got {self.budget_s}s")
         check_seed(self.seed)
-        if not self.lr > 0 or not 0 < self.lr_gamma <= 1:
+        if not 0 < self.lr <= MAX_LR or not 0 < self.lr_gamma <= 1:  # NaN fails both
             raise UserInputError(
-                f"lr must be > 0 and lr_gamma in (0, 1], got {self.lr}, {self.lr_gamma}"
+                f"lr must lie in (0, {MAX_LR:g}] and lr_gamma in (0, 1], got {self.lr}, "
+                f"{self.lr_gamma}"
             )
+        for name in ("data", "val_data"):
+            if getattr(self, name) == "":  # Path("") is the current folder: not what was meant
+                raise UserInputError(f"{name} is empty: name a folder, a file, or builtin")
         if not all(0 <= b < 1 for b in self.betas):
             raise UserInputError(f"Adam betas must lie in [0, 1), got {self.betas}")
         check_threads(self.num_threads)
@@ -185,6 +189,9 @@ class TrainConfig:
         return cls(**kw)
 
 
+MAX_LR = (
+    10.0  # Adam's step is about lr: beyond this it overflows float32 (1e38 raised deep in Adam)
+)
 MAX_SEED = 2**32 - 1  # numpy's and torch's generators take it, and seed + offsets stays in range
 
 

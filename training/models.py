@@ -191,6 +191,9 @@ class UNet(nn.Module):
         self.in_channels = in_channels
         self.residual = residual and in_channels == out_channels
         self.size_multiple = pool_stride**depth if pool_stride > 1 else 1
+        # The smallest side it takes: one multiple, or for stride-1 pooling (each 2×2 pool
+        # takes a pixel off) depth + 1 pixels.
+        self.min_side = self.size_multiple if pool_stride > 1 else depth + 1
         block = ENCODER_BLOCKS[encoder]
 
         self.encoders = nn.ModuleList(

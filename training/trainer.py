@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
-from n2nkit.errors import CheckpointError, TrainingDivergedError, UserInputError
+from n2nkit.errors import CheckpointError, TrainingDivergedError, UserInputError, first_line
 from n2nkit.training import distributed
 from n2nkit.training.checkpoint import (
     BEST_NAME,
@@ -436,6 +436,12 @@ def _setup_model(config: TrainConfig, device: torch.device, fresh: bool) -> torc
         )
     if config.pairs == NEIGHBOR:
         check_crop(config.crop, multiple, config.variant)
+    least = getattr(model, "min_side", 1) * (2 if config.pairs == NEIGHBOR else 1)
+    if config.crop < least:
+        halved = " (--pairs neighbor trains on half-size crops)" if config.pairs == NEIGHBOR else ""
+        raise UserInputError(
+            f"--crop {config.crop} is smaller than {config.variant} takes: at least {least}{halved}"
+        )
     if config.init and fresh:
         _initialise(model, config)
         if config.qat:
@@ -822,17 +828,17 @@ def _check_loss(running: torch.Tensor, steps: int, epoch: int, step: int, config
 
 def _restore(ckpt, optimizer, scheduler, scaler, gen, device) -> None:
     """Optimizer, schedule, scaler and random streams from a last.pt (what resume needs)."""
-    try:
+    try:  # a hand-edited or damaged file whose archive still checks out: one line
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f"last.pt cannot resume this run: {exc}") from None
-    rng = ckpt.get("rng") or {}
-    if "torch" in rng:
-        torch.set_rng_state(rng["torch"])
-    if rng.get("data_device") == device.type and "data" in rng:
-        gen.set_state(rng["data"])
-    else:  # another device's generator state does not fit: a fresh, still seeded stream
-        gen.manual_seed(int(ckpt.get("seed", 0)) + int(ckpt["epoch"]))
+        rng = ckpt.get("rng") or {}
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if rng.get("data_device") == device.type and "data" in rng:
+            gen.set_state(rng["data"])
+        else:  # another device's generator state does not fit: a fresh, still seeded stream
+            gen.manual_seed(int(ckpt.get("seed", 0)) + int(ckpt["epoch"]))
+    except (KeyError, ValueError, RuntimeError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"last.pt cannot resume this run: {first_line(exc)}") from None

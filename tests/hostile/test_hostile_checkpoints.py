@@ -256,3 +256,40 @@ def test_models_sizes_that_fit_every_variant_pass() -> None:
     check_size = inspect.getmodule(inspect.unwrap(command)).check_size
     for size in (32, 64, 1024):
         check_size(size)  # no exception: the table would follow
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A real one-epoch run: its last.pt holds every state a resume restores."""
+    from n2nkit.training.trainer import train
+
+    out = tmp_path_factory.mktemp("trained") / "run"
+    config = TrainConfig(variant=VARIANT, out=out, epochs=1, epoch_size=32, batch_size=16,
+                         val_size=8, num_threads=1, device="cpu")  # fmt: skip
+    train(config, progress=False)
+    return out
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda p: p.update(rng={**p["rng"], "torch": torch.zeros(3, dtype=torch.uint8)}),
+        lambda p: p.update(scheduler=5),
+    ],
+    ids=["short-random-state", "scheduler-not-a-dict"],
+)
+def test_resume_refuses_restorable_looking_states_that_are_not(trained_run, tmp_path, edit):
+    """A torch generator state of the wrong size raised RuntimeError, a scheduler state that is
+    no dict TypeError: both tracebacks, from a file whose archive checks out."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    payload = torch.load(run / "last.pt", weights_only=True)
+    edit(payload)
+    torch.save(payload, run / "last.pt")
+    before = _digest(run)
+    result = runner.invoke(app, ["train", "--out", str(run), "--resume", "--epochs", "2",
+                                 "--no-progress", "--device", "cpu"])  # fmt: skip
+    _one_line(result, "last.pt cannot resume this run")
+    assert _digest(run) == before
