@@ -85,6 +85,12 @@ def test_not_a_tensor_file(tmp_path: Path) -> None:
     path.write_text("just some text\n")
     with pytest.raises(DataError, match="not a torch tensor file"):
         load_report_file(path)
+    from PIL import Image  # a PNG was said to hold "a pickled Python object"
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "photo.png")
+    with pytest.raises(DataError, match="not a torch tensor file") as err:
+        load_report_file(tmp_path / "photo.png")
+    assert "Python object" not in str(err.value)
     with pytest.raises(DataError, match="not found"):
         load_report_file(tmp_path / "missing.pt")
 

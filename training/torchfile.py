@@ -37,6 +37,9 @@ def load_weights_only(
             warnings.simplefilter("ignore")
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "GLOBAL" not in str(exc) and "Unsupported operand" in str(exc):  # no pickle torch
+            # reads at all (an image, a script, another pickle protocol): not a torch file
+            raise error(f"{path} {unreadable} (nothing in it was executed)") from None
         raise error(
             f"{path} was refused: it holds {refused_object(exc)} besides tensors and plain "
             "data (nothing in it was executed)"
