@@ -113,3 +113,19 @@ def test_target_is_a_deprecated_alias_of_supervision() -> None:
     old["target"] = old.pop("supervision")  # a checkpoint written before the rename
     old["target"] = "clean"
     assert TrainConfig.from_dict(old).supervision == "clean"
+
+
+def test_images_smaller_than_the_crop_are_named_in_a_note(tmp_path: Path) -> None:
+    """Five of six photos smaller than --crop were left out without a word."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for i, side in enumerate((16, 16, 16, 16, 16, 64)):
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), np.uint8)).save(tmp_path / f"{i}.png")
+    result = invoke("train", "--variant", "truncated", "--data", str(tmp_path), "--crop", "32",
+                    "--out", str(tmp_path / "run"), *TINY)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if line.startswith("note:")]
+    assert notes == ["note: 5 of 6 images are smaller than the 32×32 crop and are not trained on "
+                     "(a smaller --crop takes them)"], result.output  # fmt: skip

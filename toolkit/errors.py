@@ -91,3 +91,9 @@ def require(module: str, extra: str, what: str | None = None):
         raise MissingDependencyError(
             what or module, f"install it with `pip install 'n2nkit[{extra}]'` ({exc})"
         ) from None
+
+
+class N2NNote(UserWarning):
+    """Something a user may want to know that is no failure (images too small to train on).
+    Raised with :func:`warnings.warn` deep in the library, where no console is at hand; the CLI
+    prints each as one ``note:`` line, library callers see a Python warning."""

@@ -11,13 +11,14 @@ same code.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from n2nkit.errors import DataError
+from n2nkit.errors import DataError, N2NNote
 
 # Device memory left for what trains besides the images: the network, optimizer state, batches.
 TRAINING_HEADROOM = 256 << 20
@@ -74,6 +75,13 @@ class CropBank:
             raise DataError(
                 f"no image is at least {crop}×{crop} (largest {biggest[0]}×{biggest[1]}): "
                 "use a smaller --crop"
+            )
+        if len(keep) < len(first):
+            warnings.warn(
+                f"{len(first) - len(keep)} of {len(first)} images are smaller than the "
+                f"{crop}×{crop} crop and are not trained on (a smaller --crop takes them)",
+                N2NNote,
+                stacklevel=2,
             )
         sizes = [first[i].shape for i in keep]
         # uint8 pixels of every kept image in every set: what the bank copies to the device

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -10,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from n2nkit.errors import MissingDependencyError, N2NError
+from n2nkit.errors import MissingDependencyError, N2NError, N2NNote
 
 console = Console()
 err_console = Console(stderr=True)
@@ -45,6 +46,19 @@ OPTIONAL_PACKAGES = {
 }
 
 
+def _show_notes(show: Callable[..., Any]) -> Callable[..., Any]:
+    """``warnings.showwarning`` that prints an :class:`N2NNote` as a ``note:`` line and hands
+    every other warning to ``show``."""
+
+    def showwarning(message: Any, category: type, *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, N2NNote):
+            print_note(str(message))
+        else:
+            show(message, category, *args, **kwargs)
+
+    return showwarning
+
+
 def guard(fn: F) -> F:
     """Turn an :class:`N2NError` into one line on stderr and its exit code (no traceback).
 
@@ -55,7 +69,10 @@ def guard(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():  # restores showwarning afterwards
+                warnings.simplefilter("always", N2NNote)
+                warnings.showwarning = _show_notes(warnings.showwarning)
+                return fn(*args, **kwargs)
         except N2NError as exc:
             print_error(exc)
             raise typer.Exit(exc.exit_code) from None
