@@ -129,6 +129,7 @@ def _produce(
             row.details.update(details)
         row.size_bytes = staged.stat().st_size
     except Exception as exc:  # any failure of this target becomes its row; the others go on
+        _raise_interrupt(exc)
         row.message = first_line(exc, with_type=True)
         row.seconds = time.perf_counter() - start
         return row
@@ -156,6 +157,7 @@ def _produce(
         if problems:
             raise VerificationError("; ".join(problems))
     except Exception as exc:
+        _raise_interrupt(exc)
         row.status = Status.FAILED_VERIFICATION
         row.message = (
             str(exc) if isinstance(exc, VerificationError) else first_line(exc, with_type=True)
@@ -424,11 +426,25 @@ def export_model(
                 drop_set_aside(out_dir, REPLACED)
             else:  # every artifact failed its verification: the old ones come back
                 _undo_export(out_dir)
-            return rows
     except BaseException:
         if created and not scan(out_dir):
             shutil.rmtree(created, ignore_errors=True)  # a failed export leaves no empty --out
         raise
+    if created and not scan(out_dir):  # every artifact failed: no empty --out either
+        shutil.rmtree(created, ignore_errors=True)
+    return rows
+
+
+def _raise_interrupt(exc: BaseException) -> None:
+    """Raise the Ctrl-C (or SIGTERM) that ``exc`` wraps: torch's exporter reports one inside
+    a TorchExportError, which would otherwise read as this artifact's failure."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, KeyboardInterrupt):
+            raise cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
 
 
 REPLACED = ".n2nkit-replaced-export"  # what an --overwrite export replaces, until it ends

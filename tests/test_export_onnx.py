@@ -105,3 +105,19 @@ def test_convolutions_over_odd_concatenations_are_split(exported) -> None:
     )
     assert 51 not in in_channels and in_channels.count(3) == 2  # first conv and the split part
     assert sum(n.op_type == "Add" for n in proto.graph.node) == 1
+
+
+def test_an_interrupt_the_exporter_wrapped_stays_an_interrupt() -> None:
+    """Ctrl-C during torch's ONNX export came back as a TorchExportError, so the export
+    reported 'model.onnx (export failed)' and exit 4 instead of 'interrupted'."""
+    from n2nkit.export.pipeline import _raise_interrupt
+
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as interrupt:
+            raise RuntimeError("\x1b[96mThis is step 1/3\x1b[0m of exporting") from interrupt
+    except RuntimeError as wrapped:
+        with pytest.raises(KeyboardInterrupt):
+            _raise_interrupt(wrapped)
+    _raise_interrupt(ValueError("an ordinary failure"))  # returns: the row reports it

@@ -88,6 +88,17 @@ def test_failed_verification_deletes_the_artifact(run_dir: Path, tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["export.json", "model.onnx"]
 
 
+def test_an_export_whose_every_artifact_failed_leaves_no_folder_it_made(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    """The manifest went with the failed artifacts, but the empty --out it had made stayed."""
+    out = tmp_path / "new" / "artifacts"
+    strict = {"fp32": Tolerance(max_abs=0.0, max_psnr_loss=-1.0)}  # impossible to meet
+    (row,) = export_checkpoint(run_dir, out, tolerances=strict)
+    assert row.status is Status.FAILED_VERIFICATION
+    assert not out.exists()
+
+
 def test_cli_prints_the_table(run_dir: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["export", str(run_dir), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output

@@ -6,6 +6,8 @@ library callers catch it like any exception. Library code never calls ``sys.exit
 
 from __future__ import annotations
 
+import re
+
 
 class N2NError(Exception):
     """Base class: an error whose message tells the user what to do."""
@@ -43,11 +45,14 @@ class OutOfMemoryError(N2NError):
     """The machine ran out of memory for the job; the message says what to make smaller."""
 
 
+ANSI_CODES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
 def first_line(exc: BaseException, with_type: bool = False) -> str:
     """The first line of an exception's message (its type's name when it has none): third-party
     errors often carry pages of detail, and a user gets one line. ``with_type`` prefixes the
     type's name (``RuntimeError: ...``), for rows that report any failure."""
-    lines = str(exc).strip().splitlines()
+    lines = ANSI_CODES.sub("", str(exc)).strip().splitlines()  # torch colours its messages
     if not lines:
         return type(exc).__name__
     return f"{type(exc).__name__}: {lines[0]}" if with_type else lines[0]
