@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from n2nkit.cli import app
+from n2nkit.errors import UserInputError
 
 runner = CliRunner()
 ARGS = ["--variants", "truncated", "--budget", "4s", "--no-shipped", "--compare-budget", "0",
@@ -50,7 +51,7 @@ def test_a_second_run_with_other_training_settings_is_refused(first_run) -> None
     before = (out / "pipeline.json").read_bytes()
     result = runner.invoke(app, ["pipeline", "--out", str(out), *ARGS, "--noise", "gaussian:50"])
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert "trained with --noise gaussian:25 (now gaussian:50)" in result.output
+    assert "trained with --noise gaussian:25 (now --noise gaussian:50)" in result.output
     assert "--fresh" in result.output
     assert (out / "pipeline.json").read_bytes() == before
 
@@ -159,3 +160,14 @@ def test_a_pipeline_json_that_is_a_folder_is_one_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["pipeline", "--out", str(tmp_path), *ARGS])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     assert "cannot read" in result.output and "pipeline.json" in result.output
+
+
+def test_a_changed_setting_is_named_as_the_option_that_gives_it(tmp_path: Path) -> None:
+    """`--direct` against the recipe's default read 'trained with --residual None (now False)'."""
+    from n2nkit.pipeline_state import PipelineState
+
+    _files(tmp_path, "runs/truncated/best.pt")
+    PipelineState(tmp_path).claim({"noise": "gaussian:25", "residual": None})
+    with pytest.raises(UserInputError) as err:
+        PipelineState(tmp_path).claim({"noise": "gaussian:25", "residual": False})
+    assert "the recipe's default (no --residual/--direct) (now --direct)" in str(err.value)

@@ -71,8 +71,8 @@ class PipelineState:
         if isinstance(recorded, dict) and trained:
             changed = [k for k, v in settings.items() if k in recorded and recorded[k] != v]
             if changed:
-                then = ", ".join(f"--{k.replace('_', '-')} {recorded[k]}" for k in changed)
-                now = ", ".join(f"{settings[k]}" for k in changed)
+                then = ", ".join(_as_option(k, recorded[k]) for k in changed)
+                now = ", ".join(_as_option(k, settings[k]) for k in changed)
                 raise UserInputError(
                     f"{self.path.parent} holds a pipeline trained with {then} (now {now}): "
                     "pass --fresh to start over, or choose another --out"
@@ -92,6 +92,14 @@ class PipelineState:
                 f"{run} holds a training run that {self.path.name} does not record: the "
                 "pipeline would overwrite it; move it away or choose another --out"
             )
+
+
+def _as_option(key: str, value: Any) -> str:
+    """A recorded setting as the option that gives it (``--direct``, ``--noise gaussian:25``)."""
+    if key == "residual":
+        return {None: "the recipe's default (no --residual/--direct)", True: "--residual",
+                False: "--direct"}.get(value, repr(value))  # fmt: skip
+    return f"--{key.replace('_', '-')} {value}"
 
 
 def clear(out: Path, report_files: Iterable[str] = ()) -> None:
