@@ -11,8 +11,6 @@ import math
 import struct
 from dataclasses import dataclass
 
-# PNG chunks that describe the pixels' colour space, in the order they are written.
-COLOUR_CHUNKS = (b"gAMA", b"cHRM", b"sRGB")
 DPI_FORMATS = ("PNG", "JPEG", "TIFF", "BMP")  # output formats that hold a resolution
 INCHES_PER_METRE = 39.3701
 SWAPPED_ORIENTATIONS = (5, 6, 7, 8)  # EXIF orientations that turn the image a quarter
@@ -83,7 +81,7 @@ def png_physical(dpi: tuple[float, float]) -> tuple[bytes, bytes]:
     return b"pHYs", struct.pack(">IIB", x, y, 1)
 
 
-def dropped(appearance: Appearance, fmt: str) -> list[str]:
+def dropped_notes(appearance: Appearance, fmt: str) -> list[str]:
     """Notes on what of ``appearance`` the output format ``fmt`` cannot hold."""
     notes = []
     if appearance.dpi and fmt not in DPI_FORMATS:

@@ -24,7 +24,14 @@ from pathlib import Path
 import numpy as np
 
 from n2nkit.errors import OutOfMemoryError, UserInputError, first_line
-from n2nkit.runtime import appearance, png16, tiff
+from n2nkit.runtime import png16, tiff
+from n2nkit.runtime.appearance import (
+    DPI_FORMATS,
+    Appearance,
+    dropped_notes,
+    from_pillow,
+    png_physical,
+)
 from n2nkit.runtime.pixels import channel_count, native
 
 FORMATS = {
@@ -53,7 +60,7 @@ class ImageFile:
     icc_profile: bytes | None = None
     exif: bytes | None = None
     notes: list[str] = field(default_factory=list)
-    appearance: appearance.Appearance = field(default_factory=appearance.Appearance)
+    appearance: Appearance = field(default_factory=Appearance)
 
 
 def default_max_pixels() -> int:
@@ -135,7 +142,9 @@ def _pixels(image, path: Path) -> tuple[np.ndarray, list[str]]:
     """Decode to uint8/uint16 grey, grey + alpha, RGB or RGBA; a colour key becomes alpha."""
     key = image.info.get("transparency") if image.mode not in ("P", "PA") else None
     raw_mode = image.tile[0].args if image.tile else None
-    if isinstance(key, int) and raw_mode in LOW_BIT_GREY:  # Pillow scales the pixels, not
+    if (
+        isinstance(key, int) and isinstance(raw_mode, str) and raw_mode in LOW_BIT_GREY
+    ):  # Pillow scales the pixels, not
         key *= LOW_BIT_GREY[raw_mode]  # the key: 15 in a 4-bit PNG is 255 once decoded
     pixels, notes = _decoded(image, path)
     channels = channel_count(pixels)
@@ -242,7 +251,7 @@ def _read_with_pillow(path: Path, limit: int) -> ImageFile:
             # A TIFF's "EXIF" in Pillow is its whole IFD (Photometric, ExtraSamples, ...):
             # written into another file, those tags describe pixels it does not hold.
             exif_bytes = exif.tobytes() if len(exif) and fmt != "TIFF" else None
-            shown = appearance.from_pillow(image.info).upright(orientation)
+            shown = from_pillow(image.info).upright(orientation)
     except UnidentifiedImageError:
         raise UserInputError(
             f"{path} is not an image n2nkit reads (PNG, JPEG, TIFF, WebP or BMP)"
@@ -412,20 +421,20 @@ def write_image(
         fmt, pixels, source.icc_profile if source else None, source.exif if source else None
     )
     notes += dropped
-    shown = source.appearance if source else appearance.Appearance()
-    notes += appearance.dropped(shown, fmt)
+    shown = source.appearance if source else Appearance()
+    notes += dropped_notes(shown, fmt)
     if fmt == "TIFF":
         if exif:
             notes.append("TIFF output: the source's EXIF is not carried")
         _write_file(path, lambda f: tiff.write_tiff(f, pixels, icc, shown.dpi), overwrite)
         return notes
-    chunks = [*shown.png_chunks, *([appearance.png_physical(shown.dpi)] if shown.dpi else [])]
+    chunks = [*shown.png_chunks, *([png_physical(shown.dpi)] if shown.dpi else [])]
     if fmt == "PNG" and pixels.dtype == np.uint16:
         data = png16.encode_png16(pixels, icc, exif, chunks)
         _write_file(path, lambda f: f.write(data), overwrite)
         return notes
     image = Image.fromarray(pixels)
-    options: dict = {"dpi": shown.dpi} if shown.dpi and fmt in appearance.DPI_FORMATS else {}
+    options: dict = {"dpi": shown.dpi} if shown.dpi and fmt in DPI_FORMATS else {}
     if fmt == "PNG" and shown.png_chunks:
         from PIL.PngImagePlugin import PngInfo
 
