@@ -228,20 +228,24 @@ def _read(path: Path, limit: int) -> tuple[ImageFile, list[warnings.WarningMessa
                 loaded = ImageFile(pixels, "TIFF", found.mode, found.icc_profile, None, notes,
                                    found.appearance.upright(orientation))  # fmt: skip
             else:  # a compression only Pillow decodes here (see n2nkit.runtime.tiff)
-                loaded = _read_with_pillow(path, limit)
+                loaded = _read_with_pillow(path, limit, found.page)
                 loaded.notes[:0] = found.notes
         else:
             loaded = _read_with_pillow(path, limit)
     return loaded, caught
 
 
-def _read_with_pillow(path: Path, limit: int) -> ImageFile:
+def _read_with_pillow(path: Path, limit: int, tiff_page: int | None = None) -> ImageFile:
+    """Decode ``path`` with Pillow: its first frame, or for a TIFF that :mod:`.tiff` chose the
+    page of (``tiff_page``; its notes already name the pages) that page."""
     from PIL import UnidentifiedImageError
 
     try:
         with _open(path, limit) as image:
+            if tiff_page:
+                image.seek(tiff_page)
             pixels, notes = _pixels(image, path)  # first: reading EXIF may load the pixels
-            notes += _frames_note(image)
+            notes += _frames_note(image) if tiff_page is None else []
             exif = image.getexif()
             orientation = _orientation(exif.get(ORIENTATION, 1), notes)
             icc = image.info.get("icc_profile")

@@ -46,6 +46,7 @@ class TiffRead:
     icc_profile: bytes | None = None
     notes: list[str] = field(default_factory=list)
     appearance: Appearance = field(default_factory=Appearance)
+    page: int = 0  # the page read (:func:`_main_page`): the one Pillow decodes when pixels is None
 
 
 def is_tiff(path: Path) -> bool:
@@ -225,7 +226,7 @@ def _pillow_fallback(path, page, layout: _Layout, exc, orientation, icc, notes) 
             f"{page.bitspersample} bits only with imagecodecs: `pip install imagecodecs` "
             f"({first_line(exc)})"
         )
-    return TiffRead(None, layout.mode, orientation, icc, notes)
+    return TiffRead(None, layout.mode, orientation, icc, notes, page=page.index)
 
 
 def write_tiff(

@@ -169,6 +169,25 @@ def test_a_tiff_whose_first_page_is_a_preview_is_denoised_at_full_resolution(tmp
     assert any("only page 2" in n and "previews" in n for n in _notes(result)), result.output
 
 
+def test_a_preview_first_tiff_that_pillow_decodes_is_read_at_its_full_resolution_page(
+    tmp_path: Path,
+) -> None:
+    """LZW needs Pillow here: it decoded its first frame, the preview, under a note naming
+    page 2 (and a second note on the frames)."""
+    full = Image.fromarray(_noisy(*SHAPE, 3))
+    source = tmp_path / "scan.tif"
+    full.resize((SHAPE[1] // 2, SHAPE[0] // 2)).save(
+        source, compression="tiff_lzw", save_all=True, append_images=[full], tiffinfo={254: 1}
+    )
+    with tifffile.TiffFile(source, mode="r+b") as tif:  # Pillow marked both pages reduced
+        tif.pages[1].tags["NewSubfileType"].overwrite(0)
+    result = _denoise(source, tmp_path / "out.png")
+    assert result.exit_code == 0, result.output
+    assert read_image(tmp_path / "out.png").pixels.shape == (*SHAPE, 3)
+    pages = [n for n in _notes(result) if "page" in n or "frame" in n]
+    assert len(pages) == 1 and "only page 2" in pages[0], result.output
+
+
 # ------------------------------------------------------------------ other hostile files
 def test_animated_png_says_only_the_first_frame_is_denoised(tmp_path: Path) -> None:
     source, target = tmp_path / "anim.png", tmp_path / "out.png"
