@@ -426,12 +426,9 @@ def export_model(
                 drop_set_aside(out_dir, REPLACED)
             else:  # every artifact failed its verification: the old ones come back
                 _undo_export(out_dir)
-    except BaseException:
+    finally:  # an export that failed, or whose every artifact did, leaves no empty --out
         if created and not scan(out_dir):
-            shutil.rmtree(created, ignore_errors=True)  # a failed export leaves no empty --out
-        raise
-    if created and not scan(out_dir):  # every artifact failed: no empty --out either
-        shutil.rmtree(created, ignore_errors=True)
+            shutil.rmtree(created, ignore_errors=True)
     return rows
 
 

@@ -142,10 +142,9 @@ def _pixels(image, path: Path) -> tuple[np.ndarray, list[str]]:
     """Decode to uint8/uint16 grey, grey + alpha, RGB or RGBA; a colour key becomes alpha."""
     key = image.info.get("transparency") if image.mode not in ("P", "PA") else None
     raw_mode = image.tile[0].args if image.tile else None
-    if (
-        isinstance(key, int) and isinstance(raw_mode, str) and raw_mode in LOW_BIT_GREY
-    ):  # Pillow scales the pixels, not
-        key *= LOW_BIT_GREY[raw_mode]  # the key: 15 in a 4-bit PNG is 255 once decoded
+    scale = LOW_BIT_GREY.get(raw_mode) if isinstance(raw_mode, str) else None
+    if isinstance(key, int) and scale:  # Pillow scales the pixels, not the key: 15 in a 4-bit
+        key *= scale  # PNG is 255 once decoded
     pixels, notes = _decoded(image, path)
     channels = channel_count(pixels)
     if isinstance(key, int | tuple) and channels in (1, 3):  # not when alpha is there already
