@@ -228,14 +228,15 @@ def saved_config(ckpt: dict[str, Any]):
 
 def _config_types(c: Any) -> dict[str, bool]:
     """Field -> whether its saved value has a type the trainer can use."""
+    from n2nkit.training.config import POSITIVE_FIELDS
+
+    counts = [name for name in (*POSITIVE_FIELDS, "seed") if name != "epochs"]  # epochs: None ok
     optional_number = (c.budget_s, c.synthetic_fraction)
     return {
         "data, noise": isinstance(c.data, str) and isinstance(c.noise, str),
         "variant_kwargs": isinstance(c.variant_kwargs, dict),
         "lr, lr_gamma, betas": all(_number(v) for v in (c.lr, c.lr_gamma, *c.betas)),
-        "sizes and counts": all(
-            _whole(v) for v in (c.epoch_size, c.batch_size, c.crop, c.lr_step, c.val_size, c.seed)
-        ),
+        "sizes and counts": all(_whole(getattr(c, name)) for name in counts),
         "epochs": c.epochs is None or _whole(c.epochs),
         "budget_s, synthetic_fraction": all(v is None or _number(v) for v in optional_number),
     }

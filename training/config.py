@@ -189,9 +189,8 @@ class TrainConfig:
         return cls(**kw)
 
 
-MAX_LR = (
-    10.0  # Adam's step is about lr: beyond this it overflows float32 (1e38 raised deep in Adam)
-)
+# Adam's step is about lr: far beyond this it overflows float32 (1e38 raised deep in Adam).
+MAX_LR = 10.0
 MAX_SEED = 2**32 - 1  # numpy's and torch's generators take it, and seed + offsets stays in range
 
 
